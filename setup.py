@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="vqcodec",
+    version="0.1.0",
+    description="VQ-VAE speech codec: speech to discrete tokens and back (van den Oord et al. 2017)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vqcodec", "vqcodec.*"]),
+    include_package_data=True,
+    package_data={"vqcodec": ["py.typed"]},
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "soundfile",
+        "librosa",
+        "soxr",
+        "click>=8",
+        "tqdm",
+        "tomli>=1.1; python_version<'3.11'",
+        "tomli-w",
+    ],
+    extras_require={
+        "eval": ["pesq", "pystoi", "resemblyzer", "webrtcvad-wheels", "matplotlib"],
+        "analysis": ["matplotlib", "pocketsphinx>=5"],
+        "dev": ["pytest", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["vqcodec=vqcodec.cli:main"]},
+)

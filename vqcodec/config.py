@@ -1,0 +1,184 @@
+"""The one config system: nested dataclasses, read from and written to TOML.
+
+A checkpoint stores `Config.to_dict()`, so a model can always be rebuilt from its file.
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+
+@dataclass
+class EncoderConfig:
+    """Strided 1-D conv encoder. Downsampling = stride ** num_strided (64 by default)."""
+    channels: int = 128          # hidden width of every conv
+    num_strided: int = 6         # strided layers
+    stride: int = 2
+    kernel_size: int = 4         # window of each strided conv
+    num_residual: int = 2        # non-strided residual blocks after the strided stack
+    dim: int = 64                # output dimension D (= codebook vector size)
+
+
+@dataclass
+class QuantizerConfig:
+    codebook_size: int = 512     # K
+    beta: float = 0.25           # commitment weight
+    ema: bool = True             # EMA codebook updates instead of the codebook loss
+    decay: float = 0.99
+    dead_code_steps: int = 200   # re-seed a code unused for this many steps (0: never)
+
+
+@dataclass
+class WaveNetConfig:
+    """One causal dilated stack; used by both the decoder (over mu-law samples) and the prior
+    (over tokens)."""
+    layers: int = 20
+    dilation_cycle: int = 10     # dilations 1, 2, ..., 2**(cycle-1), repeated
+    residual_channels: int = 64
+    gate_channels: int = 128
+    skip_channels: int = 256
+    kernel_size: int = 2
+    global_dim: int = 64         # speaker embedding size (0 disables global conditioning)
+
+
+@dataclass
+class ModelConfig:
+    sample_rate: int = 16000
+    mulaw_channels: int = 256
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    decoder: WaveNetConfig = field(default_factory=WaveNetConfig)
+
+    @property
+    def hop(self) -> int:
+        return self.encoder.stride ** self.encoder.num_strided
+
+
+@dataclass
+class PriorConfig:
+    wavenet: WaveNetConfig = field(default_factory=lambda: WaveNetConfig(
+        layers=20, dilation_cycle=10, residual_channels=64, gate_channels=128, skip_channels=256))
+    embedding_dim: int = 64      # learned embedding of each code (input of the WaveNet)
+    speaker_conditioned: bool = True
+    vqvae: str = ""              # path of the VQ-VAE checkpoint the prior's tokens come from
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "folders"      # folders | vctk | librispeech | tokens
+    root: str = ""
+    vctk_mic: str = "mic1"
+    window_seconds: float = 1.0  # training crop length
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    holdout_speakers: list[str] = field(default_factory=list)
+    cache_dir: str = ""          # preprocessed arrays; "" = <out_dir>/cache
+    max_utterances: int = 0      # 0 = all
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/vqvae"
+    steps: int = 100000
+    batch_size: int = 16
+    lr: float = 4e-4
+    lr_min: float = 0.0          # cosine decay to this; 0 disables decay
+    grad_clip: float = 1.0
+    num_workers: int = 0
+    checkpoint_every: int = 500
+    valid_every: int = 500
+    valid_batches: int = 8
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"         # auto | cpu | cuda
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        return _build(cls, d, "")
+
+    def to_toml(self, path: str | os.PathLike) -> None:
+        import tomli_w
+
+        from .files import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(tomli_w.dumps(self.to_dict()))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config; `overrides` are "section.key=value" strings (value parsed as TOML)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    for item in overrides or []:
+        apply_override(data, item)
+    return Config.from_dict(data)
+
+
+def apply_override(data: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, value = item.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # bare strings need no quotes on the command line
+    node = data
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = parsed
+
+
+def _build(cls, d: Any, where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section [{where or 'top'}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) in [{where or 'top'}]: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in d.items():
+        sub = _dataclass_for(cls, name)
+        if sub is not None:
+            kwargs[name] = _build(sub, value, f"{where}.{name}".strip("."))
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _dataclass_for(cls, name: str):
+    default = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if default.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = default.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(value):
+            return type(value)
+    return None
