@@ -54,6 +54,7 @@ def read_textgrid(path: str | os.PathLike, tier: str | None = "phones") -> list[
     # Tokenise: strings and numbers carry all the information in both formats; keys ("xmin =")
     # only decorate the long format.
     values = []
+    text = re.sub(r"\[\s*\d*\s*\]", " ", text)  # "item [1]:", "intervals [3]:" (long format)
     for m in _TOKEN.finditer(text):
         if m.group(1) is not None:
             values.append(("s", m.group(1).replace('""', '"')))
