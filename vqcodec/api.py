@@ -1,0 +1,145 @@
+"""The Python API: a trained codec loaded from a checkpoint, with encode / decode / convert.
+
+    codec = load_model("default")                   # or a path to a checkpoint
+    tokens = codec.encode(wav, sample_rate)         # np.int64, one token per hop (4 ms)
+    wav16k = codec.decode(tokens, speaker="us1")    # float32 at codec.sample_rate
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .audio import resample
+from .config import Config
+from .errors import AudioError, VqcodecError
+from .generate import decode_segments
+from .models.vqvae import VQVAE
+
+
+class Codec:
+    def __init__(self, model: VQVAE, config: Config, speakers: list[str], source: str = ""):
+        self.model = model.eval()
+        self.config = config
+        self.speakers = list(speakers)
+        self.source = source
+        self.model_id = checkpoint.model_id(model.state_dict(), config.to_dict()["model"])
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def sample_rate(self) -> int:
+        return self.config.model.sample_rate
+
+    @property
+    def hop(self) -> int:
+        return self.model.hop
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.model.quantizer.codebook_size
+
+    @property
+    def bits_per_token(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+    @property
+    def bitrate(self) -> float:
+        return self.bits_per_token * self.sample_rate / self.hop
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.quantizer.codebook.device
+
+    def speaker_index(self, speaker: str | None) -> int:
+        if speaker is None:
+            return 0
+        if speaker not in self.speakers:
+            shown = ", ".join(self.speakers[:20]) + (" ..." if len(self.speakers) > 20 else "")
+            raise VqcodecError(f"unknown speaker {speaker!r}; this model knows: {shown}")
+        return self.speakers.index(speaker)
+
+    # ------------------------------------------------------------------ encode
+    def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim == 2:  # (samples, channels) as soundfile returns it
+            wav = wav.mean(axis=1)
+        if wav.size == 0:
+            raise AudioError("audio is empty (0 samples)")
+        if not np.all(np.isfinite(wav)):
+            raise AudioError("audio contains NaN or infinite samples")
+        return resample(wav, sample_rate, self.sample_rate)
+
+    @torch.no_grad()
+    def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 30.0) -> np.ndarray:
+        """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of
+        `chunk_seconds` with enough context on each side that the tokens equal a whole-file encode
+        while memory stays bounded."""
+        wav = self.prepare(wav, sample_rate)
+        hop = self.hop
+        n_tokens = -(-len(wav) // hop)
+        padded = np.zeros(n_tokens * hop, dtype=np.float32)
+        padded[:len(wav)] = wav
+        chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
+        ctx = self.model.encoder.context
+        codes = []
+        for a in range(0, len(padded), chunk):
+            b = min(a + chunk, len(padded))
+            lo, hi = max(0, a - ctx), min(len(padded), b + ctx)
+            x = torch.from_numpy(padded[lo:hi]).to(self.device).view(1, -1)
+            c = self.model.encode(x)[0].cpu().numpy()
+            codes.append(c[(a - lo) // hop:(b - lo) // hop])
+        return np.concatenate(codes).astype(np.int64)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, tokens: np.ndarray, speaker: str | None = None, temperature: float = 1.0,
+               seed: int = 0, num_samples: int | None = None, progress: bool = False,
+               max_batch: int = 128) -> np.ndarray:
+        """Waveform at self.sample_rate for tokens, in the voice of `speaker` (default: the
+        model's first speaker). num_samples trims to the original length."""
+        return self.decode_many([tokens], [speaker], temperature, seed, [num_samples], progress,
+                                max_batch)[0]
+
+    def decode_many(self, token_seqs, speakers, temperature: float = 1.0, seed: int = 0,
+                    num_samples=None, progress: bool = False, max_batch: int = 128) -> list[np.ndarray]:
+        """Several files decoded side by side in one batch of segments."""
+        ids = [self.speaker_index(s) for s in speakers]
+        seqs = []
+        for t in token_seqs:
+            t = torch.as_tensor(np.asarray(t, dtype=np.int64))
+            if t.numel() == 0:
+                raise VqcodecError("no tokens to decode")
+            if int(t.min()) < 0 or int(t.max()) >= self.codebook_size:
+                raise VqcodecError(f"token values must lie in [0, {self.codebook_size})")
+            seqs.append(t)
+        wavs = decode_segments(self.model, seqs, ids, temperature=temperature, seed=seed,
+                               max_batch=max_batch, progress=progress)
+        num_samples = num_samples or [None] * len(wavs)
+        return [w[:n] if n else w for w, n in zip(wavs, num_samples)]
+
+    def convert(self, wav: np.ndarray, sample_rate: int, speaker: str, **kw) -> np.ndarray:
+        """Voice conversion: encode, then decode in `speaker`'s voice."""
+        self.speaker_index(speaker)  # fail before the (slow) encode
+        tokens = self.encode(wav, sample_rate)
+        n = round(len(wav) * self.sample_rate / sample_rate)
+        return self.decode(tokens, speaker, num_samples=n, **kw)
+
+
+def from_checkpoint(state: dict, source: str = "", device: str | torch.device = "cpu") -> Codec:
+    if state.get("kind") != "vqvae":
+        raise VqcodecError(f"{source or 'checkpoint'}: holds a {state.get('kind')!r} model, not a VQ-VAE")
+    cfg = checkpoint.config_of(state)
+    speakers = state["meta"]["speakers"]
+    model = VQVAE(cfg.model, len(speakers))
+    model.load_state_dict(state["model"])
+    return Codec(model.to(device), cfg, speakers, source)
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Codec:
+    from .pretrained import resolve
+
+    path = resolve(name_or_path)
+    return from_checkpoint(checkpoint.load(path, map_location=device), str(path), device)

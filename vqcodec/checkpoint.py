@@ -1,0 +1,73 @@
+"""Checkpoints: one dict of tensors and plain data, written atomically, read with weights_only=True
+(never unpickles code).
+
+    {"format": "vqcodec", "version": 1, "kind": "vqvae" | "prior",
+     "config": Config.to_dict(), "meta": {"speakers": [...], ...}, "model": state_dict,
+     # training checkpoints only:
+     "step": int, "optimizer": state_dict, "rng": {"torch": ByteTensor, "cuda": [...]},
+     "history": [{"step": ..., "valid_loss": ...}, ...]}
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .errors import VqcodecError
+from .files import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    state = {"format": "vqcodec", "version": FORMAT_VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise VqcodecError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise VqcodecError(f"{path}: not a vqcodec checkpoint ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != "vqcodec":
+        raise VqcodecError(f"{path}: not a vqcodec checkpoint")
+    if state.get("version", 0) > FORMAT_VERSION:
+        raise VqcodecError(f"{path}: checkpoint version {state['version']} is newer than this vqcodec "
+                           f"supports ({FORMAT_VERSION}); upgrade vqcodec")
+    return state
+
+
+def config_of(state: dict[str, Any]) -> Config:
+    return Config.from_dict(state["config"])
+
+
+def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Strip optimizer and RNG state: what ships in pretrained/."""
+    state = load(src)
+    keep = {k: state[k] for k in ("kind", "config", "meta", "model", "step", "history") if k in state}
+    save(dst, keep)
+
+
+def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
+    """16 hex chars identifying a model by its config and codebook: a .vqc file names the model
+    that can decode it."""
+    h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
+    for key in sorted(k for k in state_dict if k.endswith("quantizer.codebook")):
+        h.update(state_dict[key].detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield (f"{prefix}{k}", repr(v))

@@ -1,0 +1,59 @@
+"""Strided 1-D conv encoder: waveform (B, T) -> z_e (B, D, T / hop), hop = stride ** num_strided.
+
+Every strided conv has window `kernel_size` and padding (kernel_size - stride) / 2, so a length that
+is a multiple of the hop divides exactly. Receptive field and per-side context are exposed so a
+long file can be encoded in chunks with results identical to a whole-file encode (codec.py).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import EncoderConfig
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv3 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x):
+        return x + self.conv1(F.relu(self.conv3(F.relu(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        if (cfg.kernel_size - cfg.stride) % 2:
+            raise ValueError("kernel_size - stride must be even for exact downsampling")
+        self.cfg = cfg
+        self.hop = cfg.stride ** cfg.num_strided
+        pad = (cfg.kernel_size - cfg.stride) // 2
+        layers = []
+        for i in range(cfg.num_strided):
+            layers += [nn.Conv1d(1 if i == 0 else cfg.channels, cfg.channels, cfg.kernel_size,
+                                 stride=cfg.stride, padding=pad), nn.ReLU()]
+        self.strided = nn.Sequential(*layers)
+        self.residual = nn.Sequential(*[ResidualBlock(cfg.channels) for _ in range(cfg.num_residual)])
+        self.out = nn.Conv1d(cfg.channels, cfg.dim, 1)
+
+    @property
+    def context(self) -> int:
+        """Samples of context on each side beyond which a token's value cannot depend (a bound
+        on the receptive field's half-width, rounded up to whole hops)."""
+        c = self.cfg
+        rf = 1
+        scale = 1
+        for _ in range(c.num_strided):
+            rf += (c.kernel_size - 1) * scale
+            scale *= c.stride
+        rf += 2 * c.num_residual * scale  # each residual block has one k=3 conv at token rate
+        return -(-rf // self.hop) * self.hop
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav: (B, T) with T a multiple of the hop -> (B, D, T // hop)."""
+        if wav.shape[-1] % self.hop:
+            raise ValueError(f"input length {wav.shape[-1]} is not a multiple of the hop {self.hop}")
+        return self.out(self.residual(self.strided(wav.unsqueeze(1))))

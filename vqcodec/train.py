@@ -1,0 +1,185 @@
+"""One training loop for the VQ-VAE and the prior.
+
+What a model brings is a `Task` (tasks.py): the model, a stateless batch sampler
+(batch = f(seed, step, rank)), the loss, and metadata to store in the checkpoint. The loop brings
+Adam, an optional cosine schedule, gradient clipping, validation, atomic checkpoints with exact
+resume (model, optimizer, step, torch RNG; batches depend only on the step, so nothing else is
+needed), tqdm progress, a JSON-lines log, and DistributedDataParallel under torchrun (gloo on CPU,
+nccl on GPU): `torchrun --nproc_per_node N -m vqcodec train ...` runs the same code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import Config
+from .errors import VqcodecError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class Task(Protocol):
+    kind: str
+
+    def build_model(self) -> nn.Module: ...
+    def train_batch(self, step: int, rank: int, world_size: int) -> tuple: ...
+    def valid_batches(self) -> Iterable[tuple]: ...
+    def compute(self, model: nn.Module, batch: tuple, device: torch.device) -> dict[str, torch.Tensor]: ...
+    def metadata(self) -> dict[str, Any]: ...
+    def on_valid(self, model: nn.Module) -> dict[str, float]: ...
+
+
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise VqcodecError("device 'cuda' requested but no CUDA GPU is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _distributed_setup(device_name: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world, device
+
+
+def lr_at(cfg: Config, step: int) -> float:
+    t = cfg.train
+    if t.lr_min <= 0:
+        return t.lr
+    return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + math.cos(math.pi * min(step, t.steps) / t.steps))
+
+
+def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None = None,
+          progress: bool = True, on_step: Callable[[int, dict], None] | None = None) -> Path:
+    """Train until cfg.train.steps (or max_steps more steps, for tests); returns the checkpoint."""
+    rank, world, device = _distributed_setup(cfg.train.device)
+    out_dir = Path(cfg.train.out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.to_toml(out_dir / "config.toml")
+
+    torch.manual_seed(cfg.train.seed)
+    model = task.build_model().to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    step, history = 0, []
+    if resume and ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state.get("history", [])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+        if rank == 0:
+            tqdm.write(f"resumed from {ckpt_path} at step {step}")
+    elif resume and rank == 0:
+        tqdm.write(f"no checkpoint in {out_dir}: starting from scratch")
+    elif not resume and ckpt_path.exists():
+        raise VqcodecError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
+
+    wrapped = model
+    if world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    end = cfg.train.steps if max_steps is None else min(cfg.train.steps, step + max_steps)
+    bar = tqdm(total=end, initial=step, disable=not progress or rank != 0,
+               desc=f"train {task.kind}", unit="step", dynamic_ncols=True)
+    log = (out_dir / "log.jsonl").open("a") if rank == 0 else None
+    started, steps_done = time.time(), 0
+
+    def save_checkpoint():
+        if rank != 0:
+            return
+        checkpoint.save(ckpt_path, {
+            "kind": task.kind, "config": cfg.to_dict(), "meta": task.metadata(),
+            "model": model.state_dict(), "step": step, "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "history": history})
+
+    try:
+        while step < end:
+            wrapped.train()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            batch = task.train_batch(step, rank, world)
+            out = task.compute(wrapped, batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if cfg.train.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            step += 1
+            steps_done += 1
+            scalars = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
+            if on_step is not None:
+                on_step(step, scalars)
+            if rank == 0:
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == end:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()})
+                    log.write(json.dumps({"step": step, **scalars}) + "\n")
+                    log.flush()
+            if step % cfg.train.valid_every == 0 or step == end:
+                if rank == 0:
+                    record = {"step": step, **validate(task, model, device),
+                              "samples_per_s": _throughput(task, batch, steps_done, started, world)}
+                    history.append(record)
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    tqdm.write("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in record.items()))
+            if step % cfg.train.checkpoint_every == 0 or step == end:
+                save_checkpoint()
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+    return ckpt_path
+
+
+@torch.no_grad()
+def validate(task: Task, model: nn.Module, device: torch.device) -> dict[str, float]:
+    model.eval()
+    totals: dict[str, float] = {}
+    n = 0
+    for batch in task.valid_batches():
+        out = task.compute(model, batch, device)
+        for k, v in out.items():
+            if torch.is_tensor(v) and v.dim() == 0:
+                totals[k] = totals.get(k, 0.0) + float(v)
+        n += 1
+    result = {f"valid_{k}": v / max(n, 1) for k, v in totals.items()}
+    result.update(task.on_valid(model))
+    model.train()
+    return result
+
+
+def _throughput(task, batch, steps: int, started: float, world: int) -> float:
+    """Training items (samples or tokens) per second over the steps run in this process."""
+    first = batch[0]
+    per_step = first.numel() if torch.is_tensor(first) else len(first)
+    return per_step * steps * world / max(time.time() - started, 1e-9)
