@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from . import checkpoint
 from .audio import resample
+from .codes import bits_per_token
 from .config import Config
 from .errors import AudioError, VqcodecError
 from .generate import decode_segments
@@ -44,7 +44,7 @@ class Codec:
 
     @property
     def bits_per_token(self) -> int:
-        return max(1, math.ceil(math.log2(self.codebook_size)))
+        return bits_per_token(self.codebook_size)
 
     @property
     def bitrate(self) -> float:

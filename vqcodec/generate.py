@@ -32,14 +32,14 @@ def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | 
 @torch.no_grad()
 def sample_stream(net, steps: int, local=None, global_ids=None, batch_size: int = 1,
                   temperature: float = 1.0, seed: int = 0, prompt: torch.Tensor | None = None,
-                  progress: bool = False, desc: str = "sampling") -> torch.Tensor:
+                  bar: tqdm | None = None) -> torch.Tensor:
     """Generate `steps` classes for `batch_size` streams with the cached incremental path.
     prompt (B, P): classes forced for the first P positions (teacher-forced continuation).
-    Returns (B, steps) including the prompt."""
+    Returns (B, steps) including the prompt. `bar`: a tqdm to advance once per step."""
     generator = torch.Generator(device=net.embed.weight.device).manual_seed(seed)
     state = net.init_state(batch_size, local, global_ids)
     out = torch.empty(batch_size, steps, dtype=torch.long, device=net.embed.weight.device)
-    for t in tqdm(range(steps), disable=not progress, desc=desc, unit="step", leave=False):
+    for t in range(steps):
         logits = net.step(state)
         if prompt is not None and t < prompt.shape[1]:
             x = prompt[:, t]
@@ -47,6 +47,8 @@ def sample_stream(net, steps: int, local=None, global_ids=None, batch_size: int 
             x = draw(logits, temperature, generator)
         out[:, t] = x
         state.feed(x)
+        if bar is not None:
+            bar.update(1)
     return out
 
 
@@ -81,40 +83,48 @@ def choose_chunk(lengths: list[int], max_batch: int, min_chunk: int) -> int:
 @torch.no_grad()
 def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int],
                     temperature: float = 1.0, seed: int = 0, max_batch: int = 128,
-                    min_chunk: int = 50, warmup: int = 16, crossfade: int = 4,
+                    min_chunk: int = 50, max_chunk: int = 2500, warmup: int = 16, crossfade: int = 4,
                     progress: bool = False) -> list[np.ndarray]:
     """Decode token sequences (each (N,)) to float waveforms, segments side by side.
-    Deterministic for a seed; independent of progress display."""
+
+    Segments are `chunk` tokens long (chosen so all fit in one batch of `max_batch` streams, within
+    [min_chunk, max_chunk]); more segments than `max_batch` are decoded in successive rounds, so
+    memory stays bounded for hour-long files. max_batch=1 decodes each file as one stream.
+    Deterministic for a seed."""
     hop = model.hop
     device = model.quantizer.codebook.device
     lengths = [int(t.numel()) for t in token_seqs]
     if max_batch <= 1:
         chunk, warmup, crossfade = max(lengths), 0, 0
     else:
-        chunk = choose_chunk(lengths, max_batch, min_chunk)
+        chunk = min(choose_chunk(lengths, max_batch, min_chunk), max_chunk)
     plans = plan_segments(lengths, chunk, warmup, crossfade)
     locals_ = [model.local_conditioning(t.to(device).view(1, -1))[0] for t in token_seqs]  # (C, N)
-    span = max(p.end - p.start for p in plans)
-    C = locals_[0].shape[0]
-    local = torch.zeros(len(plans), C, span, device=device)
-    for i, p in enumerate(plans):
-        local[i, :, :p.end - p.start] = locals_[p.file][:, p.start:p.end]
-    speakers = torch.tensor([speaker_ids[p.file] for p in plans], device=device)
-    classes = sample_stream(model.decoder, span * hop, local, speakers, batch_size=len(plans),
-                            temperature=temperature, seed=seed, progress=progress, desc="decoding")
-    audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy()
-
     outputs = [np.zeros(n * hop, dtype=np.float32) for n in lengths]
     fade_len = crossfade * hop
     fade_in = np.linspace(0.0, 1.0, fade_len + 2, dtype=np.float32)[1:-1]
-    for i, p in enumerate(plans):
-        seg = audio[i, (p.keep_from - p.start) * hop:(p.end - p.start) * hop]
-        out = outputs[p.file]
-        a = p.keep_from * hop
-        if p.keep_from > 0 and fade_len:  # cross-fade with the previous segment's tail
-            n = min(fade_len, len(seg))
-            out[a:a + n] = out[a:a + n] * (1 - fade_in[:n]) + seg[:n] * fade_in[:n]
-            out[a + n:a + len(seg)] = seg[n:]
-        else:
-            out[a:a + len(seg)] = seg
+    rounds = range(0, len(plans), max(1, max_batch))
+    bar = tqdm(total=sum(max(p.end - p.start for p in plans[r:r + max(1, max_batch)]) * hop for r in rounds),
+               disable=not progress, desc="decoding", unit="sample", unit_scale=True, leave=False)
+    for round_index, first in enumerate(rounds):
+        group = plans[first:first + max(1, max_batch)]
+        span = max(p.end - p.start for p in group)
+        local = torch.zeros(len(group), locals_[0].shape[0], span, device=device)
+        for i, p in enumerate(group):
+            local[i, :, :p.end - p.start] = locals_[p.file][:, p.start:p.end]
+        speakers = torch.tensor([speaker_ids[p.file] for p in group], device=device)
+        classes = sample_stream(model.decoder, span * hop, local, speakers, batch_size=len(group),
+                                temperature=temperature, seed=seed + round_index, bar=bar)
+        audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy()
+        for i, p in enumerate(group):
+            seg = audio[i, (p.keep_from - p.start) * hop:(p.end - p.start) * hop]
+            out = outputs[p.file]
+            a = p.keep_from * hop
+            if p.keep_from > 0 and fade_len:  # cross-fade with the previous segment's tail
+                n = min(fade_len, len(seg))
+                out[a:a + n] = out[a:a + n] * (1 - fade_in[:n]) + seg[:n] * fade_in[:n]
+                out[a + n:a + len(seg)] = seg[n:]
+            else:
+                out[a:a + len(seg)] = seg
+    bar.close()
     return outputs

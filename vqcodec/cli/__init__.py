@@ -44,4 +44,6 @@ def main():
 
 
 # Register subcommands (imports at the bottom so each module can import `cli` from here).
-from . import corpus  # noqa: E402,F401
+from . import codec, corpus, train  # noqa: E402,F401
+from . import analyze  # noqa
+from . import evaluate  # noqa: E402,F401

@@ -59,21 +59,22 @@ class WaveNet(nn.Module):
         return (self.kernel_size - 1) * sum(self.dilations) + 1
 
     # ------------------------------------------------------------------ conditioning
-    def _conditioning(self, local: torch.Tensor | None, global_ids: torch.Tensor | None):
-        """Per-layer local projections at the coarse rate (list of (B, G, frames)) and per-layer
-        global biases (list of (B, G, 1))."""
-        local_c = None
-        if self.local_proj is not None:
-            if local is None:
-                raise ValueError("this WaveNet needs local conditioning")
-            local_c = [proj(local) for proj in self.local_proj]
-        global_c = None
-        if self.global_proj is not None:
-            if global_ids is None:
-                raise ValueError("this WaveNet needs a global conditioning id (speaker)")
-            g = self.global_embed(global_ids)
-            global_c = [proj(g).unsqueeze(-1) for proj in self.global_proj]
-        return local_c, global_c
+    def _local_projections(self, local: torch.Tensor | None):
+        """Per-layer local projections at the coarse rate: list of (B, G, frames)."""
+        if self.local_proj is None:
+            return None
+        if local is None:
+            raise ValueError("this WaveNet needs local conditioning")
+        return [proj(local) for proj in self.local_proj]
+
+    def _global_bias(self, global_ids: torch.Tensor | None):
+        """Per-layer global biases: list of (B, G, 1)."""
+        if self.global_proj is None:
+            return None
+        if global_ids is None:
+            raise ValueError("this WaveNet needs a global conditioning id (speaker)")
+        g = self.global_embed(global_ids)
+        return [proj(g).unsqueeze(-1) for proj in self.global_proj]
 
     # ------------------------------------------------------------------ teacher forcing
     def forward(self, x: torch.Tensor, local: torch.Tensor | None = None,
@@ -83,7 +84,7 @@ class WaveNet(nn.Module):
         B, T = x.shape
         start = torch.full((B, 1), self.start_symbol, dtype=x.dtype, device=x.device)
         h = self.embed(torch.cat([start, x[:, :-1]], dim=1)).transpose(1, 2)  # (B, R, T)
-        local_c, global_c = self._conditioning(local, global_ids)
+        local_c, global_c = self._local_projections(local), self._global_bias(global_ids)
         skip = 0
         for i, (conv, d) in enumerate(zip(self.dilated, self.dilations)):
             pad = (self.kernel_size - 1) * d
@@ -103,15 +104,22 @@ class WaveNet(nn.Module):
     def init_state(self, batch_size: int, local: torch.Tensor | None = None,
                    global_ids: torch.Tensor | None = None) -> "WaveNetState":
         """State for `batch_size` independent streams, all starting at t=0 with the start symbol
-        as the previous input."""
+        as the previous input. local: (B, C, frames) at the coarse rate; its per-layer
+        projections are computed one frame at a time as generation reaches it, so memory stays
+        O(B * C * frames) however long the stream."""
         p = self.embed.weight
         buffers = [torch.zeros(batch_size, self.cfg.residual_channels, (self.kernel_size - 1) * d,
                                device=p.device, dtype=p.dtype) for d in self.dilations]
-        local_c, global_c = self._conditioning(local, global_ids)
+        if (self.local_proj is not None) != (local is not None):
+            raise ValueError("local conditioning given to a WaveNet without it, or missing")
+        local_weight = (torch.cat([proj.weight[:, :, 0] for proj in self.local_proj])  # (layers*G, C)
+                        if self.local_proj is not None else None)
+        global_c = self._global_bias(global_ids)
         # Split each dilated conv into per-tap matrices once: W[j] multiplies x[t - (k-1-j) d].
         taps = [conv.weight.permute(2, 0, 1).contiguous() for conv in self.dilated]  # (k, G, R)
         prev = torch.full((batch_size,), self.start_symbol, dtype=torch.long, device=p.device)
-        return WaveNetState(t=0, prev=prev, buffers=buffers, local=local_c, glob=global_c, taps=taps)
+        return WaveNetState(t=0, prev=prev, buffers=buffers, local=local, local_weight=local_weight,
+                            glob=global_c, taps=taps)
 
     @torch.no_grad()
     def step(self, state: "WaveNetState") -> torch.Tensor:
@@ -119,7 +127,7 @@ class WaveNet(nn.Module):
         Call `state.feed(x_t)` with the chosen classes before the next step."""
         h = self.embed(state.prev)  # (B, R)
         skip = 0
-        frame = state.t // self.upsample
+        local_now = state.local_frame(state.t // self.upsample, len(self.dilations))
         for i, d in enumerate(self.dilations):
             buf = state.buffers[i]
             L = buf.shape[2]
@@ -128,8 +136,8 @@ class WaveNet(nn.Module):
             for j in range(self.kernel_size - 1):  # older taps, read from the circular buffer
                 z = z + buf[:, :, (state.t + j * d) % L] @ W[j].T
             buf[:, :, state.t % L] = h  # x[t] replaces x[t - L], which no later step needs
-            if state.local is not None:
-                z = z + state.local[i][:, :, frame]
+            if local_now is not None:
+                z = z + local_now[:, i]
             if state.glob is not None:
                 z = z + state.glob[i][:, :, 0]
             a, b = z.chunk(2, dim=1)
@@ -148,9 +156,21 @@ class WaveNetState:
     t: int
     prev: torch.Tensor
     buffers: list[torch.Tensor]
-    local: list[torch.Tensor] | None
+    local: torch.Tensor | None          # (B, C, frames) raw local conditioning
+    local_weight: torch.Tensor | None   # (layers * G, C) all layers' local projections
     glob: list[torch.Tensor] | None
     taps: list[torch.Tensor]
+    _frame: int = -1
+    _local_now: torch.Tensor | None = None
+
+    def local_frame(self, frame: int, layers: int) -> torch.Tensor | None:
+        """(B, layers, G) local projections for one conditioning frame, cached while t stays in it."""
+        if self.local is None:
+            return None
+        if frame != self._frame:
+            self._local_now = (self.local[:, :, frame] @ self.local_weight.T).view(self.local.shape[0], layers, -1)
+            self._frame = frame
+        return self._local_now
 
     def feed(self, x: torch.Tensor) -> None:
         """Advance one step with the classes x (B,) chosen for position t."""

@@ -1,0 +1,354 @@
+"""Score codecs on a set of files: PESQ-WB, STOI, mel distance and bitrate, per file and mean.
+
+A *system* is any callable `(wav, sr) -> (decoded_wav_16k, bits_per_second)`. A system may also
+accept a keyword argument `source` (the file's Path), e.g. to pick the decoding speaker from the
+file's folder. Every decoded signal is delay-compensated against the reference (`metrics.align`)
+before scoring. A system whose tool is missing (MissingToolError) is skipped with a note; a
+VqcodecError on one file skips that file for that system with a note. The run never stops for
+either.
+
+Writes report.json, report.csv and spectrograms.png (first file: reference + each system).
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, load
+from ..errors import MissingToolError, VqcodecError
+from ..files import atomic_path
+from . import metrics
+
+METRICS = ("pesq_wb", "stoi", "mel_distance")
+COLUMNS = ("pesq_wb", "stoi", "mel_distance", "bitrate_bps")
+
+
+def _accepts_source(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "source" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _nanmean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[str] | None = None,
+          max_lag_s: float = 0.1) -> dict:
+    """Align `deg` to `ref`, then PESQ-WB, STOI and mel distance. A metric whose package is
+    missing is None (and noted once in `notes`)."""
+    ref_a, deg_a, lag = metrics.align(ref, deg, max_lag_s=max_lag_s, sr=sr)
+    out: dict = {"lag_ms": round(1000.0 * lag / sr, 2)}
+    funcs = {"pesq_wb": metrics.pesq_wb, "stoi": metrics.stoi, "mel_distance": metrics.mel_distance}
+    for name, fn in funcs.items():
+        try:
+            out[name] = _clean(float(fn(ref_a, deg_a, sr)))
+        except MissingToolError as e:
+            out[name] = None
+            if notes is not None and str(e) not in notes:
+                notes.append(str(e))
+    return out
+
+
+def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], out_dir: str | os.PathLike,
+             sample_rate: int = SAMPLE_RATE, notes: list[str] | None = None, progress: bool = True,
+             echo: Callable[[str], None] = print, spectrogram: bool = True) -> dict:
+    """Run every system on every file and write report.json, report.csv and spectrograms.png
+    into `out_dir`. Returns the report dict (also what report.json holds).
+
+    `notes`: a list of lines carried into the report, appended to in place (skips, missing
+    metrics; pass the same list to a CodecSystem so its speaker notes land here too).
+    """
+    from tqdm import tqdm
+
+    files = [Path(f) for f in files]
+    if not files:
+        raise VqcodecError("no audio files to evaluate")
+    out_dir = Path(out_dir)
+    notes = notes if notes is not None else []
+    rows: dict[str, list[dict]] = {name: [] for name in systems}
+    skipped: dict[str, str] = {}
+    first_outputs: dict[str, np.ndarray] = {}
+    first_ref = None
+
+    for i, path in enumerate(tqdm(files, desc="evaluating", unit="file", disable=not progress)):
+        ref = load(path, sample_rate)
+        if i == 0:
+            first_ref = ref
+        for name, system in systems.items():
+            if name in skipped:
+                continue
+            try:
+                if _accepts_source(system):
+                    deg, bps = system(ref, sample_rate, source=path)
+                else:
+                    deg, bps = system(ref, sample_rate)
+            except MissingToolError as e:
+                skipped[name] = str(e)
+                notes.append(f"skipped {name}: {e}")
+                continue
+            except VqcodecError as e:
+                notes.append(f"{name} failed on {path.name}: {e}")
+                continue
+            deg = np.asarray(deg, dtype=np.float32).reshape(-1)
+            row = {"file": str(path), **score(ref, deg, sample_rate, notes), "bitrate_bps": float(bps)}
+            rows[name].append(row)
+            if i == 0:
+                first_outputs[name] = metrics.shift(deg, int(round(row["lag_ms"] * sample_rate / 1000)),
+                                                    length=len(ref))
+
+    report = {
+        "sample_rate": sample_rate,
+        "num_files": len(files),
+        "files": [str(f) for f in files],
+        "mel_distance_definition": "mean |log10 mel(ref) - log10 mel(deg)|, 80 bands, n_fft 1024, "
+                                   "hop 256, magnitude, floor 1e-5 (vqcodec.evaluation.metrics)",
+        "systems": {},
+        "notes": notes,
+    }
+    for name in systems:
+        mean = {c: _nanmean(r.get(c) for r in rows[name]) for c in COLUMNS}
+        report["systems"][name] = {"skipped": skipped.get(name), "num_files": len(rows[name]),
+                                   "mean": mean, "per_file": rows[name]}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n")
+    _write_csv(out_dir / "report.csv", report)
+    if spectrogram and first_ref is not None:
+        try:
+            plot_spectrograms(out_dir / "spectrograms.png", first_ref, first_outputs, sample_rate,
+                              title=files[0].name)
+            report["spectrogram_png"] = str(out_dir / "spectrograms.png")
+        except ImportError:
+            notes.append("spectrogram plot skipped: pip install matplotlib")
+    echo(format_table(report))
+    return report
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def _clean(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _write_csv(path: Path, report: dict) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["system", "file", *COLUMNS, "lag_ms"])
+        for name, s in report["systems"].items():
+            for r in s["per_file"]:
+                w.writerow([name, r["file"], *[_fmt_csv(r.get(c)) for c in COLUMNS], r.get("lag_ms", "")])
+            if s["per_file"]:
+                w.writerow([name, "MEAN", *[_fmt_csv(s["mean"][c]) for c in COLUMNS], ""])
+
+
+def _fmt_csv(v) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def format_table(report: dict) -> str:
+    """One plain-text table: a row per system with mean metrics, then the notes."""
+    header = f"{'system':<22}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}"
+    lines = [f"means over {report['num_files']} file(s) "
+             f"(PESQ-WB, STOI: higher is better; mel distance: lower is better)", header,
+             "-" * len(header)]
+    for name, s in report["systems"].items():
+        if s["skipped"]:
+            lines.append(f"{name:<22}  skipped ({s['skipped']})")
+            continue
+        m = s["mean"]
+
+        def f(v, fmt):
+            return format(v, fmt) if v is not None else "-"
+        kbps = m["bitrate_bps"] / 1000 if m["bitrate_bps"] is not None else None
+        lines.append(f"{name:<22}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
+                     f"{f(m['mel_distance'], '10.3f')}{f(kbps, '8.2f')}")
+    for n in report["notes"]:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def plot_spectrograms(path: str | os.PathLike, ref: np.ndarray, outputs: dict[str, np.ndarray],
+                      sr: int = SAMPLE_RATE, title: str = "") -> Path:
+    """Log-mel spectrograms of the reference and each system's output, stacked, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("reference", ref), *outputs.items()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.9 * len(panels) + 0.4), sharex=True,
+                             squeeze=False)
+    for ax, (name, wav) in zip(axes[:, 0], panels):
+        mel = metrics.log_mel(wav, sr)
+        dur = len(wav) / sr
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=-5, vmax=float(max(mel.max(), -4)),
+                  extent=(0, dur, 0, mel.shape[0]))
+        ax.set_ylabel("mel band")
+        ax.set_title(name, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- data and the model row
+def collect_files(data_dir: str | os.PathLike, limit: int = 0) -> list[tuple[Path, str | None]]:
+    """Audio files under `data_dir` as (path, speaker) pairs.
+
+    Layout DATA_DIR/SPEAKER/**/*.wav: the speaker is the first folder below DATA_DIR; files
+    directly in DATA_DIR (or DATA_DIR being one file) have speaker None. With `limit`, files are
+    taken round-robin across speakers so that a small limit still covers several voices.
+    """
+    from ..audio import AUDIO_EXTENSIONS
+
+    root = Path(data_dir)
+    if root.is_file():
+        return [(root, None)]
+    if not root.is_dir():
+        raise VqcodecError(f"{root}: no such folder")
+    by_speaker: dict[str | None, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."):
+            rel = p.relative_to(root)
+            spk = rel.parts[0] if len(rel.parts) > 1 else None
+            by_speaker.setdefault(spk, []).append(p)
+    if not by_speaker:
+        raise VqcodecError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+    out: list[tuple[Path, str | None]] = []
+    queues = [[(p, spk) for p in ps] for spk, ps in by_speaker.items()]
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out[:limit] if limit and limit > 0 else out
+
+
+class CodecSystem:
+    """Wrap a codec (vqcodec.load_model(...) or anything with encode/decode/speakers/bitrate/
+    sample_rate) as an evaluation system: encode, decode with the file's own speaker when the
+    model knows it (else the model's first speaker, noted once per unknown speaker), resample to
+    the evaluation rate, report `codec.bitrate`."""
+
+    def __init__(self, codec, speaker_of: dict | None = None, notes: list[str] | None = None,
+                 temperature: float = 1.0, seed: int = 0):
+        self.codec = codec
+        self.speaker_of = {str(k): v for k, v in (speaker_of or {}).items()}
+        self.notes = notes if notes is not None else []
+        self.temperature = temperature
+        self.seed = seed
+        self._noted: set = set()
+
+    def speaker_for(self, source) -> str | None:
+        known = list(getattr(self.codec, "speakers", []) or [])
+        spk = self.speaker_of.get(str(source)) if source is not None else None
+        if spk is not None and spk in known:
+            return spk
+        if not known:
+            return None
+        if spk not in self._noted:
+            self._noted.add(spk)
+            what = f"source speaker {spk!r} is unknown to the model" if spk else "source speaker unknown"
+            self.notes.append(f"{what}: decoded with the model's first speaker {known[0]!r}")
+        return known[0]
+
+    def __call__(self, wav: np.ndarray, sr: int, source=None):
+        from ..audio import resample
+
+        tokens = self.codec.encode(np.asarray(wav, dtype=np.float32), sr)
+        out = self.codec.decode(tokens, speaker=self.speaker_for(source), temperature=self.temperature,
+                                seed=self.seed)
+        out = np.asarray(out, dtype=np.float32).reshape(-1)
+        return resample(out, int(self.codec.sample_rate), sr), float(self.codec.bitrate)
+
+
+# --------------------------------------------------------------------------- voice conversion
+def evaluate_conversion(sources: Sequence[tuple[str | os.PathLike, str]], convert: Callable,
+                        target: str, target_refs: Sequence[str | os.PathLike],
+                        speaker_refs: dict[str, Sequence[str | os.PathLike]], out_dir: str | os.PathLike,
+                        sample_rate: int = SAMPLE_RATE, progress: bool = True,
+                        echo: Callable[[str], None] = print) -> dict:
+    """Speaker similarity of converted speech (resemblyzer cosine).
+
+    sources: (path, source speaker) pairs; convert(wav, sr, target) -> wav at `sample_rate`.
+    For each file: sim_target = cos(converted, target's real utterances), sim_source =
+    cos(converted, source speaker's real utterances), and sim_original_target =
+    cos(original, target) as the floor. Conversion works when sim_target > sim_source.
+    Writes convert.json and convert.csv into out_dir.
+    """
+    from tqdm import tqdm
+
+    if not target_refs:
+        raise VqcodecError(f"no real utterances of target speaker {target!r} to compare with")
+    emb_cache: dict[str, np.ndarray] = {}
+
+    def speaker_emb(spk, paths):
+        if spk not in emb_cache:
+            emb_cache[spk] = metrics.speaker_embedding([load(p, sample_rate) for p in paths], sample_rate)
+        return emb_cache[spk]
+
+    target_emb = speaker_emb(target, target_refs)
+    rows = []
+    for path, spk in tqdm(list(sources), desc=f"converting to {target}", unit="file", disable=not progress):
+        wav = load(path, sample_rate)
+        out = np.asarray(convert(wav, sample_rate, target), dtype=np.float32).reshape(-1)
+        e_conv = metrics.speaker_embedding(out, sample_rate)
+        e_orig = metrics.speaker_embedding(wav, sample_rate)
+        row: dict = {"file": str(path), "source_speaker": spk,
+               "sim_target": float(e_conv @ target_emb),
+               "sim_original_target": float(e_orig @ target_emb),
+               "sim_source": None}
+        if speaker_refs.get(spk):
+            row["sim_source"] = float(e_conv @ speaker_emb(spk, speaker_refs[spk]))
+        row["closer_to_target"] = None if row["sim_source"] is None else row["sim_target"] > row["sim_source"]
+        rows.append(row)
+    if not rows:
+        raise VqcodecError(f"no source utterances from speakers other than {target!r}")
+    mean = {k: _nanmean(r[k] for r in rows) for k in ("sim_target", "sim_source", "sim_original_target")}
+    judged = [r["closer_to_target"] for r in rows if r["closer_to_target"] is not None]
+    report = {"target": target, "num_files": len(rows), "mean": mean,
+              "fraction_closer_to_target": (sum(judged) / len(judged)) if judged else None,
+              "per_file": rows, "metric": "resemblyzer GE2E cosine similarity"}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "convert.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(out_dir / "convert.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "source_speaker", "sim_target", "sim_source", "sim_original_target"])
+        for r in rows:
+            w.writerow([r["file"], r["source_speaker"], _fmt_csv(r["sim_target"]), _fmt_csv(r["sim_source"]),
+                        _fmt_csv(r["sim_original_target"])])
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+    echo(f"conversion to {target} over {len(rows)} file(s), resemblyzer cosine similarity:\n"
+         f"  converted vs target   {f(mean['sim_target'])}\n"
+         f"  converted vs source   {f(mean['sim_source'])}\n"
+         f"  original  vs target   {f(mean['sim_original_target'])}  (before conversion)\n"
+         f"  closer to target than to source: {f(report['fraction_closer_to_target'])}")
+    return report
+
+
+__all__ = ["evaluate", "score", "collect_files", "CodecSystem", "format_table", "plot_spectrograms", "evaluate_conversion",
+           "METRICS", "COLUMNS"]
