@@ -14,7 +14,6 @@ def tiny_config(out_dir: str = "", **train) -> Config:
                                       skip_channels=16, global_dim=4)
     cfg.prior.wavenet = WaveNetConfig(layers=4, dilation_cycle=4, residual_channels=16, gate_channels=32,
                                       skip_channels=32, global_dim=4)
-    cfg.prior.embedding_dim = 16
     cfg.data.window_seconds = 0.064
     cfg.train = TrainConfig(out_dir=out_dir, steps=60, batch_size=4, lr=3e-3, checkpoint_every=20,
                             valid_every=20, valid_batches=1, log_every=5, **train)

@@ -143,3 +143,58 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
 
     path = resolve(name_or_path)
     return from_checkpoint(checkpoint.load(path, map_location=device), str(path), device)
+
+
+class TokenPrior:
+    """A trained prior over one VQ-VAE's tokens: samples new token streams."""
+
+    def __init__(self, model, config: Config, meta: dict, source: str = ""):
+        self.model = model.eval()
+        self.config = config
+        self.speakers = list(meta["speakers"])
+        self.vqvae_model_id = meta["vqvae_model_id"]
+        self.unigram_bits = meta.get("unigram_bits")
+        self.source = source
+
+    def check_compatible(self, codec: Codec) -> None:
+        if self.vqvae_model_id != codec.model_id:
+            raise VqcodecError(f"prior {self.source or ''} was trained on tokens of model {self.vqvae_model_id}, "
+                               f"but the VQ-VAE {codec.source or ''} is {codec.model_id}: their codebooks differ")
+
+    @torch.no_grad()
+    def sample(self, num_tokens: int, speaker: str | None = None, temperature: float = 1.0, seed: int = 0,
+               prompt: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+        """num_tokens tokens (including the prompt, whose tokens are kept as given)."""
+        from tqdm import tqdm
+
+        from .generate import sample_stream
+
+        if self.model.cfg.speaker_conditioned:
+            if speaker is not None and speaker not in self.speakers:
+                raise VqcodecError(f"unknown speaker {speaker!r} for this prior; it knows: {', '.join(self.speakers)}")
+            ids = torch.tensor([self.speakers.index(speaker) if speaker else 0])
+        else:
+            ids = None
+        device = self.model.net.embed.weight.device
+        prompt_t = None
+        if prompt is not None and len(prompt):
+            prompt_t = torch.as_tensor(np.asarray(prompt[:num_tokens], dtype=np.int64), device=device).view(1, -1)
+        with tqdm(total=num_tokens, disable=not progress, desc="sampling tokens", unit="token", leave=False) as bar:
+            out = sample_stream(self.model.net, num_tokens, None, ids if ids is None else ids.to(device),
+                                temperature=temperature, seed=seed, prompt=prompt_t, bar=bar)
+        return out[0].cpu().numpy()
+
+
+def load_prior(name_or_path: str | os.PathLike = "default-prior", device: str | torch.device = "cpu") -> TokenPrior:
+    from .models.prior import Prior
+    from .pretrained import resolve
+
+    path = resolve(name_or_path)
+    state = checkpoint.load(path, map_location=device)
+    if state.get("kind") != "prior":
+        raise VqcodecError(f"{path}: holds a {state.get('kind')!r} model, not a prior")
+    cfg = checkpoint.config_of(state)
+    meta = state["meta"]
+    model = Prior(cfg.prior, meta["codebook_size"], len(meta["speakers"]))
+    model.load_state_dict(state["model"])
+    return TokenPrior(model.to(device), cfg, meta, str(path))

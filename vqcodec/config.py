@@ -70,17 +70,16 @@ class ModelConfig:
 class PriorConfig:
     wavenet: WaveNetConfig = field(default_factory=lambda: WaveNetConfig(
         layers=20, dilation_cycle=10, residual_channels=64, gate_channels=128, skip_channels=256))
-    embedding_dim: int = 64      # learned embedding of each code (input of the WaveNet)
     speaker_conditioned: bool = True
     vqvae: str = ""              # path of the VQ-VAE checkpoint the prior's tokens come from
 
 
 @dataclass
 class DataConfig:
-    corpus: str = "folders"      # folders | vctk | librispeech | tokens
+    corpus: str = "folders"      # folders | vctk | librispeech (VQ-VAE); tokens (prior: .vqc tree)
     root: str = ""
     vctk_mic: str = "mic1"
-    window_seconds: float = 1.0  # training crop length
+    window_seconds: float = 1.0  # training crop length (prior: 2.56 s as in the paper)
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
     holdout_speakers: list[str] = field(default_factory=list)

@@ -1,6 +1,8 @@
-"""Phone alignments: read and write Praat TextGrid (interval tiers).
+"""Phone alignments: read and write Praat TextGrid (interval tiers); read mbrola .pho, TSV and CTM.
 
-Readers for mbrola .pho and CTM/TSV, and phone-set normalisation, live here too.
+Every reader returns a list of `Interval`s in seconds. `read_alignment` dispatches on the file
+extension and normalises labels to the shared inventory of `phones.py`; `find_alignment` locates
+the alignment of an audio file.
 """
 from __future__ import annotations
 
@@ -86,3 +88,119 @@ def read_textgrid(path: str | os.PathLike, tier: str | None = "phones") -> list[
     except (AssertionError, IndexError, TypeError, ValueError):
         raise VqcodecError(f"{path}: not a valid Praat TextGrid") from None
     raise VqcodecError(f"{path}: no interval tier named {tier!r} (tiers: {', '.join(names) or 'none'})")
+
+
+# --------------------------------------------------------------------------- other formats
+ALIGNMENT_EXTENSIONS = (".TextGrid", ".textgrid", ".pho", ".tsv", ".ctm")
+
+
+def read_pho(path: str | os.PathLike, mapping: dict[str, str] | str | None = None) -> list[Interval]:
+    """Phone intervals of an mbrola .pho file.
+
+    Each line is `PHONE DURATION_MS [pitch points]`; `;` starts a comment; blank lines are
+    ignored. Times are cumulative from 0. Labels are the voice's SAMPA, normalised to the shared
+    inventory with `phones.normalize(label, mapping)`; mapping: a SAMPA -> ARPAbet dict, a voice
+    name ("us1", "en1", ...) or None for the US English voices' map.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise VqcodecError(f"{path}: cannot read .pho file ({e.strerror})") from None
+    table = _pho_mapping(mapping)
+    from .phones import normalize
+
+    out, t = [], 0.0
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split(";", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        try:
+            dur = float(fields[1]) / 1000.0
+        except (IndexError, ValueError):
+            raise VqcodecError(f"{path}:{n}: not a .pho line (PHONE DURATION_MS ...): {line!r}") from None
+        out.append(Interval(t, t + dur, normalize(fields[0], table)))
+        t += dur
+    return out
+
+
+def _pho_mapping(mapping):
+    if mapping is None or isinstance(mapping, str):
+        from . import phones
+        return phones.mbrola_map(mapping or "us1")
+    return mapping
+
+
+def read_tsv(path: str | os.PathLike) -> list[Interval]:
+    """Phone intervals from a whitespace- or tab-separated file, one phone a line, either
+    `start end phone` (seconds) or CTM `utt channel start duration phone [confidence]`.
+    `#`/`;` comment lines and a header line (non-numeric times) are skipped. Labels are normalised
+    with `phones.normalize`."""
+    from .phones import normalize
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise VqcodecError(f"{path}: cannot read alignment ({e.strerror})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s[0] in "#;":
+            continue
+        f = s.split()
+        try:
+            if len(f) >= 5 and _is_number(f[2]) and _is_number(f[3]):  # CTM
+                start = float(f[2])
+                out.append(Interval(start, start + float(f[3]), normalize(f[4])))
+            elif len(f) >= 3:
+                out.append(Interval(float(f[0]), float(f[1]), normalize(f[2])))
+            else:
+                raise ValueError
+        except ValueError:
+            if not out and not any(_is_number(x) for x in f[:2]):
+                continue  # a header line
+            raise VqcodecError(f"{path}:{n}: expected 'start end phone' or CTM fields: {s!r}") from None
+    return sorted(out, key=lambda iv: iv.start)
+
+
+def _is_number(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def read_alignment(path: str | os.PathLike, tier: str = "phones") -> list[Interval]:
+    """Phone intervals from a .TextGrid (tier `tier`), .pho, .tsv or .ctm file, labels
+    normalised to the shared inventory (`phones.PHONES`; silences and noises -> "sil")."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".textgrid":
+        from .phones import normalize
+        return [Interval(iv.start, iv.end, normalize(iv.label)) for iv in read_textgrid(path, tier)]
+    if ext == ".pho":
+        return read_pho(path)
+    if ext in (".tsv", ".ctm", ".txt"):
+        return read_tsv(path)
+    raise VqcodecError(f"{path}: unknown alignment format (expected .TextGrid, .pho, .tsv or .ctm)")
+
+
+def find_alignment(audio_path: str | os.PathLike, alignments_dir: str | os.PathLike | None = None) -> Path | None:
+    """The alignment of an audio file: a file with the same stem and an alignment extension,
+    under `alignments_dir` when given (mirroring the audio's last folders: dir/spk/utt.TextGrid,
+    then dir/utt.TextGrid), else next to the audio. None when there is none."""
+    audio_path = Path(audio_path)
+    if alignments_dir is not None:
+        parts = audio_path.with_suffix("").parts
+        bases = [Path(alignments_dir).joinpath(*parts[-k:]) for k in (3, 2, 1) if k <= len(parts)]
+    else:
+        bases = [audio_path.with_suffix("")]
+    for base in bases:
+        for ext in ALIGNMENT_EXTENSIONS:
+            cand = base.with_name(base.name + ext)
+            if cand.is_file():
+                return cand
+    return None

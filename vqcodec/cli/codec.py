@@ -207,3 +207,55 @@ def info(files):
             click.echo(f"  {key:>16}: {value}")
     if failures:
         raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--output", "-o", required=True, help="Output .wav file.")
+@click.option("--seconds", default=3.0, show_default=True, help="Length to sample.")
+@click.option("--speaker", "-s", help="Voice for the prior and the decoder (default: first speaker).")
+@click.option("--prior", "prior_name", default="default-prior", show_default=True,
+              help="Shipped prior name or checkpoint path.")
+@MODEL_OPTION
+@click.option("--temperature", "-t", default=1.0, show_default=True, help="Prior sampling temperature.")
+@click.option("--decoder-temperature", default=1.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--prompt", type=click.Path(dir_okay=False), help="Audio or .vqc file whose tokens start the stream.")
+@click.option("--tokens-out", help="Also write the sampled tokens as a .vqc file.")
+@FORCE_OPTION
+def sample(output, seconds, speaker, prior_name, model_name, temperature, decoder_temperature, seed,
+           prompt, tokens_out, force):
+    """Sample new speech: the prior invents a token stream, the decoder voices it.
+
+    \b
+    Examples:
+      vqcodec sample -o babble.wav --seconds 4 --speaker us2
+      vqcodec sample -o more.wav --prompt talk.wav --seconds 6 --tokens-out more.vqc
+    """
+    from ..api import load_prior
+
+    codec = _load(model_name)
+    prior = load_prior(prior_name)
+    prior.check_compatible(codec)
+    codec.speaker_index(speaker)
+    for path in (output, tokens_out):
+        if path and not force and Path(path).exists():
+            raise VqcodecError(f"{path} exists (use -f/--force to overwrite)")
+    if seconds <= 0:
+        raise VqcodecError("--seconds must be positive")
+    prompt_tokens = None
+    if prompt:
+        if prompt.endswith(codes.SUFFIX):
+            prompt_tokens = codes.read(prompt, expect_model_id=codec.model_id).tokens
+        else:
+            prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
+    n = max(1, round(seconds * codec.sample_rate / codec.hop))
+    tokens = prior.sample(n, speaker, temperature=temperature, seed=seed, prompt=prompt_tokens, progress=True)
+    wav = codec.decode(tokens, speaker, temperature=decoder_temperature, seed=seed, progress=True)
+    if tokens_out:
+        codes.write(tokens_out, codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate,
+                                                num_samples=len(wav), hop=codec.hop,
+                                                codebook_size=codec.codebook_size,
+                                                model_id=codec.model_id, speaker=speaker or ""), force=force)
+    audio.save(output, wav, codec.sample_rate, force=force)
+    click.echo(f"{output}: {len(wav) / codec.sample_rate:.2f} s of sampled speech"
+               + (f" as {speaker}" if speaker else ""))

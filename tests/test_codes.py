@@ -1,0 +1,205 @@
+"""The .vqc token file: lossless round trips, exact bit packing, and clear FormatErrors."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vqcodec import codes
+from vqcodec.codes import TokenFile
+from vqcodec.errors import FormatError
+
+MID = "0123456789abcdef"
+
+
+def make(k=512, n=100, speaker="us1", seed=0, hop=64, sr=16000):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, k, size=n)
+    if n:
+        tokens[0] = k - 1  # make sure the top value survives
+    return TokenFile(tokens=tokens, sample_rate=sr, num_samples=n * hop + 17, hop=hop,
+                     codebook_size=k, model_id=MID, speaker=speaker)
+
+
+@pytest.mark.parametrize("k", [2, 3, 256, 512, 1000, 1024, 65536])
+@pytest.mark.parametrize("n", [0, 1, 7, 251, 1000])
+def test_round_trip_lossless(k, n):
+    tf = make(k, n, seed=k + n)
+    data = codes.to_bytes(tf)
+    back = codes.from_bytes(data, expect_model_id=MID)
+    assert back == tf
+    assert back.tokens.dtype == np.int64
+    np.testing.assert_array_equal(back.tokens, tf.tokens)
+    assert (back.sample_rate, back.num_samples, back.hop, back.codebook_size, back.model_id,
+            back.speaker) == (16000, n * 64 + 17, 64, k, MID, "us1")
+
+
+@pytest.mark.parametrize("k,bits", [(2, 1), (3, 2), (4, 2), (256, 8), (257, 9), (512, 9),
+                                    (1000, 10), (1024, 10), (1025, 11)])
+def test_bits_per_token_and_exact_size(k, bits):
+    assert codes.bits_per_token(k) == bits
+    for n in (0, 1, 9, 100):
+        tf = make(k, n, speaker="")
+        data = codes.to_bytes(tf)
+        header = len(codes.MAGIC) + 1 + codes._FIXED.size
+        assert len(data) == header + (n * bits + 7) // 8 + 4
+        assert tf.bits_per_token == bits
+
+
+def test_bitrate_and_duration():
+    tf = make(512, 250, hop=64, sr=16000)
+    assert tf.bitrate == pytest.approx(9 * 250)  # 2.25 kbps
+    assert tf.duration_s == pytest.approx((250 * 64 + 17) / 16000)
+    info = codes.describe(tf)
+    assert info["bitrate_bps"] == pytest.approx(2250)
+    assert info["bits_per_token"] == 9 and info["num_tokens"] == 250
+    assert info["file_bytes"] == len(codes.to_bytes(tf))
+    assert info["model_id"] == MID and info["speaker"] == "us1"
+    assert 0 < info["codebook_usage"] <= 1
+
+
+def test_unicode_speaker_and_empty_speaker():
+    for spk in ["", "p225", "Zoë-ünïcode"]:
+        tf = make(512, 5, speaker=spk)
+        assert codes.from_bytes(codes.to_bytes(tf)).speaker == spk
+
+
+def test_pack_is_msb_first():
+    assert codes.pack_bits(np.array([1, 0, 1, 1]), 2) == bytes([0b01000101])
+    assert codes.pack_bits(np.array([511]), 9) == bytes([0xFF, 0x80])
+
+
+def test_write_read_file(tmp_path):
+    tf = make(512, 33)
+    path = codes.write(tmp_path / "a.vqc", tf)
+    assert codes.read(path, expect_model_id=MID.upper()) == tf
+    with pytest.raises(Exception, match="exists"):
+        codes.write(path, tf, force=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.vqc"]  # no temporary left behind
+
+
+def test_read_missing_file(tmp_path):
+    with pytest.raises(FormatError, match="no such token file"):
+        codes.read(tmp_path / "nope.vqc")
+    with pytest.raises(FormatError, match="is a directory"):
+        codes.read(tmp_path)
+
+
+def test_truncated():
+    data = codes.to_bytes(make(512, 100))
+    for cut in (1, 3, 5, 20, 44, len(data) - 5, len(data) - 1):
+        with pytest.raises(FormatError, match="truncated"):
+            codes.from_bytes(data[:cut])
+
+
+def test_empty_and_trailing():
+    with pytest.raises(FormatError, match="bad magic"):
+        codes.from_bytes(b"")
+    data = codes.to_bytes(make(512, 10))
+    with pytest.raises(FormatError, match="trailing bytes"):
+        codes.from_bytes(data + b"\0")
+
+
+def test_corrupt_payload_and_crc():
+    data = bytearray(codes.to_bytes(make(512, 100)))
+    data[60] ^= 0x10
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        codes.from_bytes(bytes(data))
+    data = bytearray(codes.to_bytes(make(512, 100)))
+    data[-1] ^= 0xFF
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        codes.from_bytes(bytes(data))
+
+
+def test_wrong_magic():
+    data = codes.to_bytes(make(512, 10))
+    with pytest.raises(FormatError, match="not a vqcodec token file"):
+        codes.from_bytes(b"RIFF" + data[4:])
+    with pytest.raises(FormatError, match="not a vqcodec token file"):
+        codes.from_bytes(b"RIFF\x00\x00\x00")
+
+
+def test_wrong_version():
+    data = bytearray(codes.to_bytes(make(512, 10)))
+    data[4] = 2
+    with pytest.raises(FormatError, match="unsupported format version 2"):
+        codes.from_bytes(bytes(data))
+
+
+def test_wrong_model_id():
+    data = codes.to_bytes(make(512, 10))
+    with pytest.raises(FormatError, match="made by model 0123456789abcdef.*ffffffffffffffff"):
+        codes.from_bytes(data, expect_model_id="ffffffffffffffff")
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def test_inconsistent_header_with_valid_crc():
+    data = codes.to_bytes(make(512, 8, speaker=""))
+    body = bytearray(data[:-4])
+    body[25] = 10  # bits per token 10 for K=512, payload still 9 bytes -> length mismatch
+    with pytest.raises(FormatError):
+        codes.from_bytes(_recrc(bytes(body)))
+    # K lowered below the largest token: caught as out-of-codebook
+    body = bytearray(data[:-4])
+    body[21:25] = struct.pack("<I", 257)
+    with pytest.raises(FormatError, match="outside the codebook"):
+        codes.from_bytes(_recrc(bytes(body)))
+
+
+def test_bad_values_refused_on_write():
+    with pytest.raises(FormatError, match="token values"):
+        codes.to_bytes(TokenFile(np.array([0, 512]), 16000, 128, 64, 512, MID))
+    with pytest.raises(FormatError, match="token values"):
+        codes.to_bytes(TokenFile(np.array([-1]), 16000, 64, 64, 512, MID))
+    with pytest.raises(FormatError, match="model id"):
+        codes.to_bytes(TokenFile(np.array([1]), 16000, 64, 64, 512, "xyz"))
+    with pytest.raises(FormatError, match="codebook size"):
+        codes.to_bytes(TokenFile(np.array([0]), 16000, 64, 64, 1, MID))
+    with pytest.raises(FormatError, match="1-D"):
+        TokenFile(np.zeros((2, 2), dtype=int), 16000, 64, 64, 512, MID)
+
+
+_VALID = [codes.to_bytes(make(k, n, speaker=s, seed=i))
+          for i, (k, n, s) in enumerate([(512, 40, "us1"), (2, 9, ""), (1000, 3, "p225"), (1024, 0, "")])]
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(draw(st.sampled_from(_VALID)))
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete", "recrc"]))
+        if op == "flip" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+        elif op == "cut":
+            data = data[: draw(st.integers(0, len(data)))]
+        elif op == "insert":
+            i = draw(st.integers(0, len(data)))
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete" and data:
+            i = draw(st.integers(0, len(data) - 1))
+            del data[i]
+        elif op == "recrc" and len(data) > 4:  # a valid CRC over a mutated body: test the checks after it
+            data = bytearray(_recrc(bytes(data[:-4])))
+    return bytes(data)
+
+
+@settings(max_examples=10000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(mutated(), st.binary(max_size=80)))
+def test_fuzz_only_format_error(data):
+    try:
+        tf = codes.from_bytes(data)
+    except FormatError:
+        return
+    # Whatever parses must be self-consistent and re-serialise to the same bytes.
+    assert codes.to_bytes(tf) == data

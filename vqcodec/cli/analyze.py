@@ -1,0 +1,49 @@
+"""`vqcodec analyze ...`: how the tokens relate to phones and speakers."""
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+@cli.group()
+def analyze():
+    """Analyse what the tokens encode (phones, speakers)."""
+
+
+@analyze.command("phonemes")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "-m", default="default", show_default=True, help="Shipped model name or checkpoint path.")
+@click.option("--alignments", "alignments_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder of alignments (.TextGrid/.pho/.tsv/.ctm, same names as the audio, "
+                   "optionally mirroring its folders). Default: next to each audio file.")
+@click.option("--align", is_flag=True, help="Align with the built-in pocketsphinx aligner "
+                                            "(needs a .txt transcript next to each audio file).")
+@click.option("--split-seed", default=0, show_default=True, help="Seed of the utterance train/test split.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Fraction of utterances held out to score the code->phone mapping.")
+@click.option("--limit", type=click.IntRange(1), help="Use at most N utterances.")
+@click.option("--no-baseline", is_flag=True, help="Skip the MFCC k-means baseline.")
+@click.option("--ignore-silence", is_flag=True, help="Drop silence frames before scoring.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Report folder: report.json, heatmap.png, confusion.png.")
+def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, limit, no_baseline,
+             ignore_silence, out_dir):
+    """Phone purity, cluster purity, PNMI and the paper's code->phone mapping accuracy.
+
+    \b
+    Example:
+      vqcodec analyze phonemes data/synth_test --model default -o reports/phonemes
+    """
+    import vqcodec
+    from ..analysis.report import format_summary, run_phoneme_analysis
+    from ..errors import VqcodecError
+
+    if align and alignments_dir:
+        raise VqcodecError("use either --alignments DIR or --align, not both")
+    codec = vqcodec.load_model(model)
+    report = run_phoneme_analysis(codec, data_dir, out_dir, alignments_dir=alignments_dir, align=align,
+                                  split_seed=split_seed, test_fraction=test_fraction, limit=limit,
+                                  baseline=not no_baseline, ignore_silence=ignore_silence, model_name=str(model))
+    click.echo(format_summary(report))
+    click.echo(f"\nwrote {out_dir}/report.json, heatmap.png, confusion.png")
