@@ -23,7 +23,8 @@ setup(
         "tomli-w",
     ],
     extras_require={
-        "eval": ["pesq", "pystoi", "resemblyzer", "webrtcvad-wheels", "matplotlib"],
+        # resemblyzer for speaker similarity: pip install webrtcvad-wheels && pip install --no-deps resemblyzer
+        "eval": ["pesq", "pystoi", "webrtcvad-wheels", "matplotlib"],
         "analysis": ["matplotlib", "pocketsphinx>=5"],
         "dev": ["pytest", "hypothesis"],
     },

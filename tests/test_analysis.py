@@ -304,3 +304,21 @@ def test_analyze_phonemes_cli_writes_report(tmp_path, monkeypatch):
     # no usable data: one clear error line
     r = CliRunner().invoke(cli, ["analyze", "phonemes", str(tmp_path / "report"), "-o", str(tmp_path / "r2")])
     assert r.exit_code == 1 and "no .wav or .flac" in r.output
+
+
+def test_analyze_with_builtin_aligner(tmp_path):
+    pytest.importorskip("pocketsphinx", reason="pocketsphinx not installed")
+    from vqcodec.analysis.report import run_phoneme_analysis
+
+    text = "She sells sea shells by the sea shore"
+    for spk in ("a", "b"):
+        (tmp_path / "data" / spk).mkdir(parents=True)
+        pho, wav = _synth(tmp_path / "data" / spk, text, name="u1")
+        pho.unlink()   # only --align can provide the phones now
+        (wav.with_suffix(".txt")).write_text(text + "\n")
+    rep = run_phoneme_analysis(FakeCodec(), tmp_path / "data", tmp_path / "out", align=True, baseline=False,
+                               progress=False)
+    assert rep["data"]["utterances"] == 2
+    assert (tmp_path / "out" / "alignments" / "a" / "u1.TextGrid").exists()
+    assert rep["tokens"]["speaker_independence"]["token_agreement"]["utterance_pairs"] == 1
+    assert "SH" in rep["tokens"]["phones"] and (tmp_path / "out" / "heatmap.png").exists()

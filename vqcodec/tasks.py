@@ -72,7 +72,7 @@ class VQVAETask(_CropTask):
     @staticmethod
     def _to_tensor(crops: np.ndarray) -> torch.Tensor:
         if crops.dtype == np.int16:
-            return torch.from_numpy(crops.astype(np.float32) / 32768.0)
+            return torch.from_numpy(crops.astype(np.float32) / 32767.0)  # as the cache wrote it
         return torch.from_numpy(crops.astype(np.float32, copy=False))
 
     def build_model(self) -> VQVAE:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import VqcodecError
 from ..files import atomic_path
-from .alignments import Interval, find_alignment, read_alignment
+from .alignments import find_alignment, read_alignment
 from .metrics import SILENCE, TokenizedUtterance, analyze_tokens, speaker_independence, split_utterances
 
 PAPER = {"mapping_accuracy": 0.493, "majority_baseline": 0.072, "codebook_size": 128, "phones": 41,
