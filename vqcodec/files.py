@@ -27,6 +27,7 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
         raise VqcodecError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -34,3 +35,9 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

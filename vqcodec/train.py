@@ -74,6 +74,8 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     rank, world, device = _distributed_setup(cfg.train.device)
     out_dir = Path(cfg.train.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
+    if not resume and ckpt_path.exists():  # before touching the run's config.toml or log
+        raise VqcodecError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         cfg.to_toml(out_dir / "config.toml")
@@ -94,8 +96,6 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
             tqdm.write(f"resumed from {ckpt_path} at step {step}")
     elif resume and rank == 0:
         tqdm.write(f"no checkpoint in {out_dir}: starting from scratch")
-    elif not resume and ckpt_path.exists():
-        raise VqcodecError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
 
     wrapped = model
     if world > 1:

@@ -14,7 +14,7 @@ def corpus():
 
 
 @corpus.command("synth")
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False), required=False)
 @click.option("--hours", type=float, default=1.0, show_default=True,
               help="Total audio to make, split evenly over the voices.")
 @click.option("--voices", default=None,
@@ -44,6 +44,8 @@ def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
             click.echo(f"{name:10s} voice={spk.voice} speed={spk.speed} pitch={spk.pitch} "
                        f"f={spk.freq_ratio:g} vtl={spk.vtl_ratio:g} ({tag})")
         return
+    if not out_dir:
+        raise click.UsageError("missing argument OUT_DIR")
     names = [v.strip() for v in voices.split(",") if v.strip()] if voices else None
     summary = synth.synthesize(out_dir, hours=hours, voices=names, seed=seed, jobs=jobs, text=text)
     click.echo(f"{summary['utterances']} utterances, {summary['seconds'] / 3600:.2f} h, "

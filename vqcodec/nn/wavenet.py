@@ -106,71 +106,108 @@ class WaveNet(nn.Module):
         """State for `batch_size` independent streams, all starting at t=0 with the start symbol
         as the previous input. local: (B, C, frames) at the coarse rate; its per-layer
         projections are computed one frame at a time as generation reaches it, so memory stays
-        O(B * C * frames) however long the stream."""
+        O(B * C * frames) however long the stream.
+
+        The weights are rearranged once here for `step` (bench/codec_speed.py measures why):
+        each dilated conv becomes one (k*R, G) matrix over [x[t-(k-1)d], ..., x[t-d], x[t]]; the
+        conv bias, the global bias and the local projection are summed into one per-layer bias
+        that changes only when the conditioning frame does; the skip 1x1 convs of all layers are
+        one (layers*G/2, S) matrix applied once per step to the layers' gated outputs, which
+        the layers write side by side into one preallocated tensor."""
         p = self.embed.weight
-        buffers = [torch.zeros(batch_size, self.cfg.residual_channels, (self.kernel_size - 1) * d,
-                               device=p.device, dtype=p.dtype) for d in self.dilations]
+        B, R, G = batch_size, self.cfg.residual_channels, self.cfg.gate_channels
+        n, k = len(self.dilations), self.kernel_size
         if (self.local_proj is not None) != (local is not None):
             raise ValueError("local conditioning given to a WaveNet without it, or missing")
-        local_weight = (torch.cat([proj.weight[:, :, 0] for proj in self.local_proj])  # (layers*G, C)
-                        if self.local_proj is not None else None)
-        global_c = self._global_bias(global_ids)
-        # Split each dilated conv into per-tap matrices once: W[j] multiplies x[t - (k-1-j) d].
-        taps = [conv.weight.permute(2, 0, 1).contiguous() for conv in self.dilated]  # (k, G, R)
-        prev = torch.full((batch_size,), self.start_symbol, dtype=torch.long, device=p.device)
+        with torch.no_grad():
+            # buffers[i][s] (B, R): layer i's input at the time step s was last written
+            buffers = [p.new_zeros((k - 1) * d, B, R) for d in self.dilations]
+            # W[j] multiplies x[t - (k-1-j) d]: stacked so that input [x[t-(k-1)d] ... x[t]] works
+            taps = [conv.weight.permute(2, 1, 0).reshape(k * R, G).contiguous() for conv in self.dilated]
+            bias = torch.stack([conv.bias for conv in self.dilated])  # (layers, G)
+            glob = self._global_bias(global_ids)
+            if glob is not None:
+                bias = bias.unsqueeze(1) + torch.stack([g[:, :, 0] for g in glob])  # (layers, B, G)
+            else:
+                bias = bias.unsqueeze(1).expand(n, B, G)
+            bias = bias.contiguous()
+            local_weight = (torch.cat([proj.weight[:, :, 0] for proj in self.local_proj]).T.contiguous()
+                            if self.local_proj is not None else None)  # (C, layers*G)
+            res_w = [conv.weight[:, :, 0].T.contiguous() for conv in self.res_out]  # (G/2, R)
+            res_b = [conv.bias for conv in self.res_out]
+            skip_w = torch.cat([conv.weight[:, :, 0].T for conv in self.skip_out]).contiguous()  # (layers*G/2, S)
+            skip_b = torch.stack([conv.bias for conv in self.skip_out]).sum(0)
+            post = (self.post1.weight[:, :, 0].T.contiguous(), self.post1.bias,
+                    self.post2.weight[:, :, 0].T.contiguous(), self.post2.bias)
+        prev = torch.full((B,), self.start_symbol, dtype=torch.long, device=p.device)
         return WaveNetState(t=0, prev=prev, buffers=buffers, local=local, local_weight=local_weight,
-                            glob=global_c, taps=taps)
+                            bias=bias, taps=taps, res_w=res_w, res_b=res_b, skip_w=skip_w, skip_b=skip_b,
+                            post=post, gated=p.new_empty(B, n * (G // 2)),
+                            window=p.new_empty(B, k * R))
 
     @torch.no_grad()
     def step(self, state: "WaveNetState") -> torch.Tensor:
         """Logits (B, num_classes) for position state.t, given the inputs fed so far.
         Call `state.feed(x_t)` with the chosen classes before the next step."""
-        h = self.embed(state.prev)  # (B, R)
-        skip = 0
-        local_now = state.local_frame(state.t // self.upsample, len(self.dilations))
+        t = state.t
+        R, H, k = self.cfg.residual_channels, self.cfg.gate_channels // 2, self.kernel_size
+        cond = state.conditioning(t // self.upsample)  # (layers, B, G)
+        h = F.embedding(state.prev, self.embed.weight)  # (B, R)
+        window, gated_all, last = state.window, state.gated, len(self.dilations) - 1
         for i, d in enumerate(self.dilations):
             buf = state.buffers[i]
-            L = buf.shape[2]
-            W = state.taps[i]
-            z = self.dilated[i].bias + h @ W[-1].T
-            for j in range(self.kernel_size - 1):  # older taps, read from the circular buffer
-                z = z + buf[:, :, (state.t + j * d) % L] @ W[j].T
-            buf[:, :, state.t % L] = h  # x[t] replaces x[t - L], which no later step needs
-            if local_now is not None:
-                z = z + local_now[:, i]
-            if state.glob is not None:
-                z = z + state.glob[i][:, :, 0]
-            a, b = z.chunk(2, dim=1)
-            gated = torch.tanh(a) * torch.sigmoid(b)
-            skip = skip + F.linear(gated, self.skip_out[i].weight[:, :, 0], self.skip_out[i].bias)
-            if i < len(self.res_out):
-                h = h + F.linear(gated, self.res_out[i].weight[:, :, 0], self.res_out[i].bias)
-        out = F.linear(F.relu(skip), self.post1.weight[:, :, 0], self.post1.bias)
-        return F.linear(F.relu(out), self.post2.weight[:, :, 0], self.post2.bias)
+            L = buf.shape[0]
+            if k == 2:
+                z = torch.addmm(cond[i], buf[t % L], state.taps[i][:R])
+                z = torch.addmm(z, h, state.taps[i][R:])
+            else:
+                for j in range(k - 1):  # older taps, read from the circular buffer
+                    window[:, j * R:(j + 1) * R] = buf[(t + j * d) % L]
+                window[:, (k - 1) * R:] = h
+                z = torch.addmm(cond[i], window, state.taps[i])
+            buf[t % L] = h  # x[t] replaces x[t - L], which no later step needs
+            gated = torch.mul(torch.tanh(z[:, :H]), torch.sigmoid(z[:, H:]), out=gated_all[:, i * H:(i + 1) * H])
+            if i < last:
+                h = torch.addmm(h, gated, state.res_w[i]).add_(state.res_b[i])
+        w1, b1, w2, b2 = state.post
+        skip = torch.addmm(state.skip_b, gated_all, state.skip_w).relu_()
+        return torch.addmm(b2, torch.addmm(b1, skip, w1).relu_(), w2)
 
 
 @dataclass
 class WaveNetState:
-    """Per-stream incremental state. buffers[i][:, :, t % L] holds layer i's input at time t - L
-    (L = (k-1) * dilation) until step t overwrites it."""
+    """Per-stream incremental state and the weights rearranged for `WaveNet.step`.
+    buffers[i][t % L] (B, R) holds layer i's input at time t - L (L = (k-1) * dilation) until
+    step t overwrites it."""
     t: int
     prev: torch.Tensor
     buffers: list[torch.Tensor]
     local: torch.Tensor | None          # (B, C, frames) raw local conditioning
-    local_weight: torch.Tensor | None   # (layers * G, C) all layers' local projections
-    glob: list[torch.Tensor] | None
-    taps: list[torch.Tensor]
+    local_weight: torch.Tensor | None   # (C, layers * G) all layers' local projections
+    bias: torch.Tensor                  # (layers, B, G) conv bias + global bias
+    taps: list[torch.Tensor]            # per layer (k * R, G)
+    res_w: list[torch.Tensor]           # per layer (G/2, R)
+    res_b: list[torch.Tensor]
+    skip_w: torch.Tensor                # (layers * G/2, S)
+    skip_b: torch.Tensor                # (S,) the layers' skip biases summed
+    post: tuple
+    gated: torch.Tensor                 # (B, layers * G/2) scratch: every layer's gated output
+    window: torch.Tensor                # (B, k * R) scratch for kernel_size > 2
     _frame: int = -1
-    _local_now: torch.Tensor | None = None
+    _cond: torch.Tensor | None = None
 
-    def local_frame(self, frame: int, layers: int) -> torch.Tensor | None:
-        """(B, layers, G) local projections for one conditioning frame, cached while t stays in it."""
-        if self.local is None:
-            return None
+    def conditioning(self, frame: int) -> torch.Tensor:
+        """(layers, B, G): bias + global + local projections for one conditioning frame, cached
+        while t stays in it."""
         if frame != self._frame:
-            self._local_now = (self.local[:, :, frame] @ self.local_weight.T).view(self.local.shape[0], layers, -1)
+            if self.local is None:
+                self._cond = self.bias
+            else:
+                n, B, G = self.bias.shape
+                proj = (self.local[:, :, frame] @ self.local_weight).view(B, n, G).transpose(0, 1)
+                self._cond = (self.bias + proj).contiguous()
             self._frame = frame
-        return self._local_now
+        return self._cond
 
     def feed(self, x: torch.Tensor) -> None:
         """Advance one step with the classes x (B,) chosen for position t."""
