@@ -73,24 +73,66 @@ class Codec:
             raise AudioError("audio contains NaN or infinite samples")
         return resample(wav, sample_rate, self.sample_rate)
 
-    @torch.no_grad()
     def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 30.0) -> np.ndarray:
         """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of
         `chunk_seconds` with enough context on each side that the tokens equal a whole-file encode
         while memory stays bounded."""
         wav = self.prepare(wav, sample_rate)
+        return self._encode_chunks(lambda lo, hi: wav[lo:hi], len(wav), chunk_seconds)
+
+    def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 30.0) -> np.ndarray:
+        """Tokens of an audio file, read from disk one chunk at a time when it is already at the
+        model's sample rate (memory stays bounded however long the file; tokens equal `encode`
+        of the whole waveform). Other rates are loaded whole and resampled first.
+        Raises AudioError for a missing, unreadable, empty or non-finite file."""
+        import soundfile as sf
+
+        from . import audio
+
+        path = Path(path)
+        info = audio.info(path)
+        if info.samplerate != self.sample_rate or info.frames <= 0:
+            return self.encode(audio.load(path, self.sample_rate), self.sample_rate, chunk_seconds)
+        try:
+            f = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioError(f"{path}: cannot decode audio ({e})") from None
+        with f:
+            def read(lo: int, hi: int) -> np.ndarray:
+                lo, hi = min(lo, info.frames), min(hi, info.frames)
+                try:
+                    f.seek(lo)
+                    block = f.read(hi - lo, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as e:
+                    raise AudioError(f"{path}: cannot decode audio ({e})") from None
+                block = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                if not np.all(np.isfinite(block)):
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                return block
+
+            return self._encode_chunks(read, info.frames, chunk_seconds)
+
+    @torch.inference_mode()
+    def _encode_chunks(self, read, num_samples: int, chunk_seconds: float) -> np.ndarray:
+        """Encode samples [0, num_samples) given read(lo, hi) -> float32 samples lo..hi (fewer at
+        the end of the audio): each chunk with `encoder.context` samples each side (zeros past the
+        end, as a whole-file encode pads), so the tokens equal a whole-file encode."""
+        if num_samples <= 0:
+            raise AudioError("audio is empty (0 samples)")
+        if not chunk_seconds > 0:
+            raise VqcodecError(f"chunk length must be positive, got {chunk_seconds}")
         hop = self.hop
-        n_tokens = -(-len(wav) // hop)
-        padded = np.zeros(n_tokens * hop, dtype=np.float32)
-        padded[:len(wav)] = wav
+        total = -(-num_samples // hop) * hop  # padded to whole tokens
         chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
         ctx = self.model.encoder.context
         codes = []
-        for a in range(0, len(padded), chunk):
-            b = min(a + chunk, len(padded))
-            lo, hi = max(0, a - ctx), min(len(padded), b + ctx)
-            x = torch.from_numpy(padded[lo:hi]).to(self.device).view(1, -1)
-            c = self.model.encode(x)[0].cpu().numpy()
+        for a in range(0, total, chunk):
+            b = min(a + chunk, total)
+            lo, hi = max(0, a - ctx), min(total, b + ctx)
+            x = np.zeros(hi - lo, dtype=np.float32)
+            got = read(lo, min(hi, num_samples))
+            x[:len(got)] = got
+            c = self.model.encode(torch.from_numpy(x).to(self.device).view(1, -1))[0].cpu().numpy()
             codes.append(c[(a - lo) // hop:(b - lo) // hop])
         return np.concatenate(codes).astype(np.int64)
 

@@ -6,8 +6,9 @@
   generated side by side as one batch. Each segment starts `warmup` tokens early (its output there
   is discarded: the WaveNet settles on the local conditioning) and runs `crossfade` tokens past
   its end, where it is cross-faded with the next segment's start. Segments of several files share
-  one batch. The decoder's conditioning is computed once over each whole file, so a segment sees
-  exactly the conditioning a whole-file decode would.
+  one batch. Each segment's conditioning is computed from its tokens plus the conditioning net's
+  context on each side, so a segment sees the conditioning a whole-file decode would (up to float
+  rounding) while memory stays bounded by one round of segments.
 """
 from __future__ import annotations
 
@@ -22,33 +23,66 @@ from .audio import mulaw_decode
 
 
 def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Sample classes (B,) from logits (B, C); temperature 0 means argmax."""
+    """Sample classes (B,) from logits (B, C); temperature 0 means argmax.
+
+    Inverse-CDF sampling with one uniform per row: torch.multinomial costs ~15 ms per step for
+    128 rows x 256 classes on 2 CPU cores (it dominated chunk-parallel decoding), this ~0.5 ms."""
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    cdf = torch.softmax(logits, dim=-1).cumsum_(-1)
+    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=logits.shape[1] - 1).squeeze(-1)
 
 
-@torch.no_grad()
 def sample_stream(net, steps: int, local=None, global_ids=None, batch_size: int = 1,
                   temperature: float = 1.0, seed: int = 0, prompt: torch.Tensor | None = None,
-                  bar: tqdm | None = None) -> torch.Tensor:
+                  bar: tqdm | None = None, threads: int | None = 1) -> torch.Tensor:
     """Generate `steps` classes for `batch_size` streams with the cached incremental path.
     prompt (B, P): classes forced for the first P positions (teacher-forced continuation).
-    Returns (B, steps) including the prompt. `bar`: a tqdm to advance once per step."""
-    generator = torch.Generator(device=net.embed.weight.device).manual_seed(seed)
-    state = net.init_state(batch_size, local, global_ids)
-    out = torch.empty(batch_size, steps, dtype=torch.long, device=net.embed.weight.device)
-    for t in range(steps):
-        logits = net.step(state)
-        if prompt is not None and t < prompt.shape[1]:
-            x = prompt[:, t]
-        else:
-            x = draw(logits, temperature, generator)
-        out[:, t] = x
-        state.feed(x)
+    Returns (B, steps) including the prompt. `bar`: a tqdm advanced by the number of steps.
+    threads: torch intra-op threads while generating (None: leave as set). One thread is the
+    default because the per-step matrices are small: on 2 cores shared with another busy process
+    two threads were 5-18x slower (docs/benchmarks.md). torch.set_num_threads is process-wide;
+    the previous value is restored afterwards."""
+    return _generate(net, steps, local, global_ids, batch_size, temperature, seed, prompt, bar,
+                     threads).T.long()
+
+
+def _generate(net, steps, local, global_ids, batch_size, temperature, seed, prompt, bar,
+              threads: int | None = 1) -> torch.Tensor:
+    """sample_stream's loop; returns (steps, B) in the smallest integer type that holds the
+    classes (int16 for mu-law and codebooks), so an hour of chunk-parallel decoding stays small."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _loop(net, steps, local, global_ids, batch_size, temperature, seed, prompt, bar)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(net, steps, local, global_ids, batch_size, temperature, seed, prompt, bar) -> torch.Tensor:
+    device = net.embed.weight.device
+    with torch.inference_mode():
+        generator = torch.Generator(device=device).manual_seed(seed)
+        state = net.init_state(batch_size, local, global_ids)
+        dtype = torch.int16 if net.num_classes <= 2 ** 15 else torch.long
+        out = torch.empty(steps, batch_size, dtype=dtype, device=device)
+        forced = 0 if prompt is None else min(prompt.shape[1], steps)
+        tick = 0
+        for t in range(steps):
+            logits = net.step(state)
+            x = prompt[:, t] if t < forced else draw(logits, temperature, generator)
+            out[t] = x
+            state.feed(x)
+            if bar is not None and t - tick >= 1023:  # tqdm.update per sample costs real time
+                bar.update(t + 1 - tick)
+                tick = t + 1
         if bar is not None:
-            bar.update(1)
+            bar.update(steps - tick)
     return out
 
 
@@ -84,13 +118,14 @@ def choose_chunk(lengths: list[int], max_batch: int, min_chunk: int) -> int:
 def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int],
                     temperature: float = 1.0, seed: int = 0, max_batch: int = 128,
                     min_chunk: int = 50, max_chunk: int = 2500, warmup: int = 16, crossfade: int = 4,
-                    progress: bool = False) -> list[np.ndarray]:
+                    progress: bool = False, threads: int | None = 1) -> list[np.ndarray]:
     """Decode token sequences (each (N,)) to float waveforms, segments side by side.
 
     Segments are `chunk` tokens long (chosen so all fit in one batch of `max_batch` streams, within
     [min_chunk, max_chunk]); more segments than `max_batch` are decoded in successive rounds, so
     memory stays bounded for hour-long files. max_batch=1 decodes each file as one stream.
-    Deterministic for a seed."""
+    threads: see `sample_stream`. Deterministic for a seed and the same list of sequences (the
+    segmenting depends on all the lengths decoded together)."""
     hop = model.hop
     device = model.quantizer.codebook.device
     lengths = [int(t.numel()) for t in token_seqs]
@@ -99,23 +134,30 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
     else:
         chunk = min(choose_chunk(lengths, max_batch, min_chunk), max_chunk)
     plans = plan_segments(lengths, chunk, warmup, crossfade)
-    locals_ = [model.local_conditioning(t.to(device).view(1, -1))[0] for t in token_seqs]  # (C, N)
     outputs = [np.zeros(n * hop, dtype=np.float32) for n in lengths]
     fade_len = crossfade * hop
     fade_in = np.linspace(0.0, 1.0, fade_len + 2, dtype=np.float32)[1:-1]
-    rounds = range(0, len(plans), max(1, max_batch))
-    bar = tqdm(total=sum(max(p.end - p.start for p in plans[r:r + max(1, max_batch)]) * hop for r in rounds),
+    step = max(1, max_batch)
+    rounds = range(0, len(plans), step)
+    bar = tqdm(total=sum(max(p.end - p.start for p in plans[r:r + step]) * hop for r in rounds),
                disable=not progress, desc="decoding", unit="sample", unit_scale=True, leave=False)
+    ctx = model.conditioning.context
     for round_index, first in enumerate(rounds):
-        group = plans[first:first + max(1, max_batch)]
+        group = plans[first:first + step]
         span = max(p.end - p.start for p in group)
-        local = torch.zeros(len(group), locals_[0].shape[0], span, device=device)
-        for i, p in enumerate(group):
-            local[i, :, :p.end - p.start] = locals_[p.file][:, p.start:p.end]
+        local = None
+        for i, p in enumerate(group):  # conditioning of this round's segments only: bounded memory
+            tokens = token_seqs[p.file]
+            lo, hi = max(0, p.start - ctx), min(len(tokens), p.end + ctx)
+            c = model.local_conditioning(tokens[lo:hi].to(device).view(1, -1))[0]
+            if local is None:
+                local = torch.zeros(len(group), c.shape[0], span, device=device)
+            local[i, :, :p.end - p.start] = c[:, p.start - lo:p.end - lo]
         speakers = torch.tensor([speaker_ids[p.file] for p in group], device=device)
-        classes = sample_stream(model.decoder, span * hop, local, speakers, batch_size=len(group),
-                                temperature=temperature, seed=seed + round_index, bar=bar)
-        audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy()
+        classes = _generate(model.decoder, span * hop, local, speakers, len(group), temperature,
+                            seed + round_index, None, bar, threads)  # (steps, B)
+        audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy().T
+        del classes, local
         for i, p in enumerate(group):
             seg = audio[i, (p.keep_from - p.start) * hop:(p.end - p.start) * hop]
             out = outputs[p.file]

@@ -145,10 +145,15 @@ class WaveNet(nn.Module):
                             post=post, gated=p.new_empty(B, n * (G // 2)),
                             window=p.new_empty(B, k * R))
 
-    @torch.no_grad()
     def step(self, state: "WaveNetState") -> torch.Tensor:
         """Logits (B, num_classes) for position state.t, given the inputs fed so far.
         Call `state.feed(x_t)` with the chosen classes before the next step."""
+        if torch.is_grad_enabled():  # (a no_grad decorator would cost time on every step)
+            with torch.no_grad():
+                return self._step(state)
+        return self._step(state)
+
+    def _step(self, state: "WaveNetState") -> torch.Tensor:
         t = state.t
         R, H, k = self.cfg.residual_channels, self.cfg.gate_channels // 2, self.kernel_size
         cond = state.conditioning(t // self.upsample)  # (layers, B, G)

@@ -1,0 +1,287 @@
+"""Decode / encode speed and peak memory of the codec at the shipped model size.
+
+    python bench/codec_speed.py                 # ~3-4 minutes on 2 idle cores
+    python bench/codec_speed.py --quick         # fewer variants, shorter runs
+    python bench/codec_speed.py --memory        # also peak RSS of encoding / decoding 1 h (subprocesses)
+
+Weights are a random init of recipes/synth/config.toml's model (speed does not depend on the
+weights; the shipped checkpoint is used instead if --model PATH is given). Real-time factor (RTF) =
+seconds of compute per second of 16 kHz audio; < 1 is faster than real time. Every row is run in
+this one process, one after the other, so the ratios compare like with like.
+
+Rows:
+  legacy step       the incremental path as first written (per-tap matmuls, a separate skip and
+                    residual 1x1 per layer, conditioning added per layer; reproduced below)
+  multinomial       torch.multinomial sampling (what draw() used before)
+  fused step        WaveNet.step as shipped: stacked taps, per-frame bias, all skip 1x1s in one
+                    matmul, preallocated scratch, inverse-CDF sampling, inference_mode
+  compile           torch.compile(WaveNet.step) (inductor, CPU)
+  bf16              the fused step with the network in bfloat16
+  decode_segments   end to end, chunk-parallel (warm-up and cross-fade included), 20 s of tokens
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vqcodec.config import load_config  # noqa: E402
+from vqcodec.generate import _generate, decode_segments, draw  # noqa: E402
+from vqcodec.models.vqvae import VQVAE  # noqa: E402
+
+SR = 16000
+
+
+# ----------------------------------------------------------------------------- the legacy path
+def legacy_init(net, B, local, g):
+    p = net.embed.weight
+    buffers = [torch.zeros(B, net.cfg.residual_channels, (net.kernel_size - 1) * d) for d in net.dilations]
+    local_weight = torch.cat([proj.weight[:, :, 0] for proj in net.local_proj])
+    glob = net._global_bias(g)
+    taps = [conv.weight.permute(2, 0, 1).contiguous() for conv in net.dilated]
+    return {"t": 0, "prev": torch.full((B,), net.start_symbol, dtype=torch.long), "buffers": buffers,
+            "local": local, "lw": local_weight, "glob": glob, "taps": taps, "frame": -1, "now": None,
+            "p": p}
+
+
+def legacy_step(net, s):
+    h = net.embed(s["prev"])
+    skip = 0
+    frame = s["t"] // net.upsample
+    if frame != s["frame"]:
+        s["now"] = (s["local"][:, :, frame] @ s["lw"].T).view(s["local"].shape[0], len(net.dilations), -1)
+        s["frame"] = frame
+    for i, d in enumerate(net.dilations):
+        buf = s["buffers"][i]
+        L = buf.shape[2]
+        W = s["taps"][i]
+        z = net.dilated[i].bias + h @ W[-1].T
+        for j in range(net.kernel_size - 1):
+            z = z + buf[:, :, (s["t"] + j * d) % L] @ W[j].T
+        buf[:, :, s["t"] % L] = h
+        z = z + s["now"][:, i]
+        z = z + s["glob"][i][:, :, 0]
+        a, b = z.chunk(2, dim=1)
+        gated = torch.tanh(a) * torch.sigmoid(b)
+        skip = skip + F.linear(gated, net.skip_out[i].weight[:, :, 0], net.skip_out[i].bias)
+        if i < len(net.res_out):
+            h = h + F.linear(gated, net.res_out[i].weight[:, :, 0], net.res_out[i].bias)
+    out = F.linear(F.relu(skip), net.post1.weight[:, :, 0], net.post1.bias)
+    return F.linear(F.relu(out), net.post2.weight[:, :, 0], net.post2.bias)
+
+
+def multinomial(logits, temperature, generator):
+    return torch.multinomial(torch.softmax(logits.float() / temperature, -1), 1, generator=generator).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------- timing
+def inputs(model, B, steps):
+    frames = -(-steps // model.hop) + 1
+    local = torch.relu(torch.randn(B, 128, frames))
+    return local, torch.arange(B) % model.num_speakers
+
+
+def run_loop(model, B, steps, variant, threads=1):
+    """Samples per second of `steps` cached steps for B streams (after a short warm-up), with
+    `threads` torch intra-op threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run_loop(model, B, steps, variant)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_loop(model, B, steps, variant):
+    net = model.decoder
+    local, g = inputs(model, B, steps + 64)
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        if variant.startswith("legacy"):
+            s = legacy_init(net, B, local, g)
+            sample = multinomial if "multinomial" in variant else draw
+
+            def one():
+                logits = legacy_step(net, s)
+                x = sample(logits, 1.0, gen)
+                s["prev"] = x
+                s["t"] += 1
+        else:
+            state = net.init_state(B, local.to(net.embed.weight.dtype), g)
+            step = net.step
+            if "compile" in variant:
+                step = torch.compile(net._step, dynamic=False)
+            sample = multinomial if "multinomial" in variant else draw
+
+            def one():
+                logits = step(state)
+                state.feed(sample(logits, 1.0, gen))
+        for _ in range(min(64, steps)):
+            one()
+        start = time.perf_counter()
+        for _ in range(steps):
+            one()
+        elapsed = time.perf_counter() - start
+    return B * steps / elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", help="a checkpoint (default: random init of the shipped config)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--memory", action="store_true", help="also measure peak memory for 1 h (subprocesses)")
+    ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to compile)")
+    ap.add_argument("--mem-child", choices=["encode", "decode"], help=argparse.SUPPRESS)
+    ap.add_argument("--wav", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mem_child:
+        return mem_child(args)
+    torch.manual_seed(0)
+    model, codec = load(args.model)
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus; "
+          f"decoder {model.cfg.decoder.layers} layers x R{model.cfg.decoder.residual_channels} "
+          f"G{model.cfg.decoder.gate_channels} S{model.cfg.decoder.skip_channels}; "
+          f"{'weights from ' + args.model if args.model else 'random-init weights'}")
+    q = args.quick
+    rows = []
+
+    def row(name, B, sps, note=""):
+        rows.append((name, B, sps, note))
+        print(f"  measured {name:<34} B={B:<4} {sps:>9.0f} samples/s  RTF {SR / sps:7.3f}", flush=True)
+
+    T = torch.get_num_threads()
+    s1 = 300 if q else 600
+    base = run_loop(model, 1, s1, "legacy+multinomial", T)
+    row(f"legacy step + multinomial, {T} threads", 1, base)
+    row("legacy step + multinomial, 1 thread", 1, run_loop(model, 1, s1, "legacy+multinomial"))
+    row("fused step + multinomial, 1 thread", 1, run_loop(model, 1, s1, "fused+multinomial"))
+    row("fused step, 1 thread (shipped)", 1, run_loop(model, 1, s1, "fused"))
+    row(f"fused step, {T} threads", 1, run_loop(model, 1, s1, "fused", T))
+    for B in ((32, 128) if q else (16, 64, 128, 256)):
+        n = max(40, (4000 if q else 8000) // B)
+        row(f"legacy step + multinomial, {T} threads", B, run_loop(model, B, n, "legacy+multinomial", T))
+        row("legacy step + multinomial, 1 thread", B, run_loop(model, B, n, "legacy+multinomial"))
+        if B == 128:
+            row("legacy step + inverse-CDF, 1 thread", B, run_loop(model, B, n, "legacy"))
+            row("fused step + multinomial, 1 thread", B, run_loop(model, B, n, "fused+multinomial"))
+        row("fused step, 1 thread (shipped)", B, run_loop(model, B, n, "fused"))
+        row(f"fused step, {T} threads", B, run_loop(model, B, n, "fused", T))
+    if not q:
+        model.decoder.to(torch.bfloat16)
+        row("fused step, bf16 weights, 1 thread", 1, run_loop(model, 1, s1, "fused"))
+        row("fused step, bf16 weights, 1 thread", 128, run_loop(model, 128, 80, "fused"))
+        model.decoder.float()
+    if args.compile:
+        for B in (1, 128):
+            try:
+                t0 = time.perf_counter()
+                sps = run_loop(model, B, 300 if B == 1 else 60, "fused+compile")
+                row("fused step, torch.compile", B, sps, f"compile+run {time.perf_counter() - t0:.0f} s")
+            except Exception as e:  # report, do not hide
+                print(f"  torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    # end to end, chunk-parallel (warm-up 16 tokens and cross-fade 4 per segment included)
+    for seconds, mb in (((10, 128),) if q else ((10, 128), (60, 64), (60, 128), (60, 256))):
+        tokens = torch.randint(0, model.cfg.quantizer.codebook_size, (int(seconds * SR / model.hop),))
+        t0 = time.perf_counter()
+        decode_segments(model, [tokens], [0], seed=0, max_batch=mb)
+        el = time.perf_counter() - t0
+        row(f"decode_segments, one {seconds} s file, max_batch={mb}", mb, seconds * SR / el)
+    # encode
+    wav = (0.1 * np.random.default_rng(0).standard_normal(int((30 if q else 120) * SR))).astype(np.float32)
+    codec.encode(wav[:SR], SR)
+    t0 = time.perf_counter()
+    codec.encode(wav, SR)
+    enc_rtf = (time.perf_counter() - t0) / (len(wav) / SR)
+
+    print()
+    print(f"| variant | batch (streams) | samples/s | RTF | speed vs batch-1 legacy |")
+    print(f"|---|---:|---:|---:|---:|")
+    for name, B, sps, note in rows:
+        print(f"| {name}{' (' + note + ')' if note else ''} | {B} | {sps:,.0f} | {SR / sps:.3f} | {sps / base:.1f}x |")
+    print(f"| encode ({len(wav) / SR:.0f} s, 30 s chunks) | - | {SR / enc_rtf:,.0f} | {enc_rtf:.4f} | - |")
+    if args.memory:
+        print()
+        measure_memory(args.model)
+
+
+def load(path):
+    from vqcodec.api import Codec, from_checkpoint
+    from vqcodec import checkpoint
+
+    if path:
+        codec = from_checkpoint(checkpoint.load(path), path)
+        return codec.model, codec
+    cfg = load_config(ROOT / "recipes/synth/config.toml")
+    model = VQVAE(cfg.model, num_speakers=3).eval()
+    return model, Codec(model, cfg, ["us1", "us2", "en1"])
+
+
+# ----------------------------------------------------------------------------- memory (1 h)
+def measure_memory(model_path):
+    import soundfile as sf
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "hour.wav"
+        rng = np.random.default_rng(0)
+        with sf.SoundFile(str(wav), "w", SR, 1, "PCM_16") as f:  # written in blocks: the bench stays small
+            for _ in range(60):
+                f.write((0.1 * rng.standard_normal(60 * SR)).astype(np.float32))
+        for what in ("encode", "decode"):
+            cmd = [sys.executable, __file__, "--mem-child", what, "--wav", str(wav)]
+            if model_path:
+                cmd += ["--model", model_path]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            print(out.stdout.strip() or out.stderr.strip()[-500:])
+
+
+def mem_child(args):
+    """Run in a fresh process so ru_maxrss is this measurement's peak alone."""
+    from vqcodec import generate
+
+    model, codec = load(args.model)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if args.mem_child == "encode":
+        tokens = codec.encode_file(args.wav)
+        what = f"encode 1 h file from disk (streamed, 30 s chunks): {time.perf_counter() - t0:.0f} s, {len(tokens)} tokens"
+    else:
+        # A real 1 h decode takes ~RTF x 1 h. Everything but the WaveNet's own steps runs for real
+        # (segment plan, per-round conditioning, output buffers, mu-law, cross-fades, wav write);
+        # the generation loop runs 256 real steps per round and fills the rest with random classes
+        # of the real (steps, batch) shape, so the memory measured is that of the full decode.
+        real = generate._generate
+
+        def stub(net, steps, local, g, B, temperature, seed, prompt, bar):
+            head = real(net, min(steps, 256), local, g, B, temperature, seed, prompt, None)
+            out = torch.randint(0, 256, (steps, B), dtype=head.dtype)
+            out[:head.shape[0]] = head
+            return out
+
+        generate._generate = stub
+        import soundfile as sf
+        from vqcodec import audio
+
+        n = sf.info(args.wav).frames
+        tokens = np.random.default_rng(0).integers(0, codec.codebook_size, -(-n // codec.hop))
+        wav = codec.decode(tokens, num_samples=n)
+        audio.save(Path(args.wav).with_suffix(".out.wav"), wav, SR)
+        what = (f"decode 1 h of tokens to a wav file (generation loop stubbed after 256 steps per "
+                f"round, see bench source): {time.perf_counter() - t0:.0f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:,.0f} MB (model and imports alone: {base:,.0f} MB) — {what}")
+
+
+if __name__ == "__main__":
+    main()
