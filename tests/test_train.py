@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +83,9 @@ def test_tiny_vqvae_overfits_one_clip(tmp_path):
     assert len(ce) == 120
     assert abs(ce[0] - math.log(256)) < 0.5  # starts near uniform over 256 mu-law levels
     final = float(np.mean(ce[-10:]))
-    assert final < 0.3 * ce[0], (ce[0], final)
+    assert final < 0.15 * ce[0], (ce[0], final)
     record = checkpoint.load(tmp_path / "run" / "checkpoint.pt")["history"][-1]
-    assert record["step"] == 120 and record["valid_ce"] < 0.3 * ce[0]
+    assert record["step"] == 120 and record["valid_ce"] < 0.15 * ce[0]
 
 
 # --------------------------------------------------------------------------- exact resume
@@ -226,16 +225,13 @@ torch.save(models[0].state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
 def test_torchrun_two_process_gloo_smoke(tmp_path):
-    """`torchrun --nproc_per_node 2 -m vqcodec train vqvae CFG` on CPU finishes, writes one
-    checkpoint, and both ranks end with the same weights and codebook (EMA statistics and
-    dead-code restarts are all-reduced / broadcast)."""
+    """`torchrun --standalone --nproc_per_node 2 -m vqcodec train vqvae CFG` on CPU (gloo), on a
+    fresh corpus (both ranks prepare the cache): finishes without deadlock, writes one checkpoint,
+    and both ranks end with the same weights and codebook (EMA statistics are all-reduced and
+    dead-code restarts, forced here, broadcast). The script torchrun starts is the same CLI entry
+    point as `-m vqcodec` plus a spy that saves each rank's final state_dict."""
     corpus = write_corpus(tmp_path / "corpus")
     config_path = write_config(tmp_path / "tiny.toml", tmp_path / "run", corpus)
-    # prepare the cache once, so the two ranks don't both write it
-    cfg = load_config(config_path)
-    from vqcodec.data.prepare import vqvae_items
-
-    vqvae_items(cfg, progress=False)
     spy = tmp_path / "spy.py"
     spy.write_text(DDP_SPY)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -73,18 +73,22 @@ class Codec:
             raise AudioError("audio contains NaN or infinite samples")
         return resample(wav, sample_rate, self.sample_rate)
 
-    def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 30.0) -> np.ndarray:
+    def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of
         `chunk_seconds` with enough context on each side that the tokens equal a whole-file encode
         while memory stays bounded."""
         wav = self.prepare(wav, sample_rate)
         return self._encode_chunks(lambda lo, hi: wav[lo:hi], len(wav), chunk_seconds)
 
-    def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 30.0) -> np.ndarray:
+    def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens of an audio file, read from disk one chunk at a time when it is already at the
         model's sample rate (memory stays bounded however long the file; tokens equal `encode`
         of the whole waveform). Other rates are loaded whole and resampled first.
         Raises AudioError for a missing, unreadable, empty or non-finite file."""
+        return self._encode_file(path, chunk_seconds)[0]
+
+    def _encode_file(self, path, chunk_seconds: float = 5.0) -> tuple[np.ndarray, int]:
+        """(tokens, number of samples at the model's rate) of an audio file: see encode_file."""
         import soundfile as sf
 
         from . import audio
@@ -92,7 +96,8 @@ class Codec:
         path = Path(path)
         info = audio.info(path)
         if info.samplerate != self.sample_rate or info.frames <= 0:
-            return self.encode(audio.load(path, self.sample_rate), self.sample_rate, chunk_seconds)
+            wav = audio.load(path, self.sample_rate)
+            return self.encode(wav, self.sample_rate, chunk_seconds), len(wav)
         try:
             f = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -110,7 +115,7 @@ class Codec:
                     raise AudioError(f"{path}: audio contains NaN or infinite samples")
                 return block
 
-            return self._encode_chunks(read, info.frames, chunk_seconds)
+            return self._encode_chunks(read, info.frames, chunk_seconds), info.frames
 
     @torch.inference_mode()
     def _encode_chunks(self, read, num_samples: int, chunk_seconds: float) -> np.ndarray:
@@ -122,6 +127,7 @@ class Codec:
         if not chunk_seconds > 0:
             raise VqcodecError(f"chunk length must be positive, got {chunk_seconds}")
         hop = self.hop
+        encoder, codebook = self._encoder64()
         total = -(-num_samples // hop) * hop  # padded to whole tokens
         chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
         ctx = self.model.encoder.context
@@ -132,9 +138,26 @@ class Codec:
             x = np.zeros(hi - lo, dtype=np.float32)
             got = read(lo, min(hi, num_samples))
             x[:len(got)] = got
-            c = self.model.encode(torch.from_numpy(x).to(self.device).view(1, -1))[0].cpu().numpy()
+            z = encoder(torch.from_numpy(x).to(self.device, torch.float64).view(1, -1))[0].T  # (frames, D)
+            dist2 = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)[None, :]
+            c = dist2.argmin(1).cpu().numpy()
             codes.append(c[(a - lo) // hop:(b - lo) // hop])
         return np.concatenate(codes).astype(np.int64)
+
+    def _encoder64(self):
+        """The encoder and codebook in float64, made once. A conv's float32 result at a position
+        depends (at the 1e-8 level) on the length of the input it runs over, so a chunk and the
+        whole file can land on different sides of a near tie between two codes; in float64 such
+        ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
+        (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time; the
+        float64 convs unfold their input, ~0.5 GB per 10 s chunk at the shipped size, so keep
+        chunks short: 5 s by default.)"""
+        if getattr(self, "_enc64", None) is None:
+            import copy
+
+            self._enc64 = (copy.deepcopy(self.model.encoder).double().eval(),
+                           self.model.quantizer.codebook.detach().double())
+        return self._enc64
 
     # ------------------------------------------------------------------ decode
     def decode(self, tokens: np.ndarray, speaker: str | None = None, temperature: float = 1.0,

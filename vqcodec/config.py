@@ -154,6 +154,8 @@ def apply_override(data: dict, item: str) -> None:
     parts = key.strip().split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {p!r} is a value, not a section")
     node[parts[-1]] = parsed
 
 
@@ -170,8 +172,19 @@ def _build(cls, d: Any, where: str):
         if sub is not None:
             kwargs[name] = _build(sub, value, f"{where}.{name}".strip("."))
         else:
-            kwargs[name] = value
+            kwargs[name] = _checked(value, fields[name], f"{where}.{name}".strip("."))
     return cls(**kwargs)
+
+
+def _checked(value: Any, f: dataclasses.Field, where: str) -> Any:
+    """The value, if its type matches the field's default (ints are accepted for floats)."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    expected = type(default)
+    ok = (isinstance(value, expected) and not (expected is int and isinstance(value, bool))) or \
+         (expected is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"config {where} = {value!r}: expected {expected.__name__}")
+    return float(value) if expected is float else value
 
 
 def _dataclass_for(cls, name: str):

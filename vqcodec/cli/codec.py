@@ -1,6 +1,7 @@
 """`vqcodec encode / decode / convert / speakers / info`: the commands people run every day."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,85 +24,139 @@ def _load(model_name: str):
     return load_model(model_name)
 
 
-def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for files and directories (searched recursively)."""
-    found = []
+def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]):
+    """([(file, path relative to its input root, came from a directory)], [(input, message)]) for
+    files and directories (searched recursively). A directory without matching files is a
+    failure of its own; the other inputs still go on."""
+    found, failures = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
             if not files:
-                raise VqcodecError(f"{p}: no {'/'.join(extensions)} files in this directory")
-            found += [(f, f.relative_to(p)) for f in files]
+                failures.append((p, f"{p}: no {'/'.join(extensions)} files in this directory"))
+            found += [(f, f.relative_to(p), True) for f in files]
         else:
-            found.append((p, Path(p.name)))
-    return found
+            found.append((p, Path(p.name), False))
+    return found, failures
 
 
-def _outputs(pairs, output: str | None, suffix: str) -> list[tuple[Path, Path]]:
-    """Map inputs to outputs: next to each input by default; with -o, a file for a single file
-    input, else a directory that mirrors the input trees."""
+def _outputs(found, output: str | None, suffix: str):
+    """Map inputs to outputs: next to each input by default; with -o, a file when the only input
+    is a file (and -o is not an existing directory or written with a trailing slash), else a
+    directory that mirrors the input trees. Returns (jobs, failures): two inputs mapped to one
+    output are both failures rather than one silently overwriting the other."""
     if output is None:
-        return [(src, src.with_suffix(suffix)) for src, _ in pairs]
-    out = Path(output)
-    if len(pairs) == 1 and not out.is_dir() and out.suffix:
-        return [(pairs[0][0], out)]
-    return [(src, (out / rel).with_suffix(suffix)) for src, rel in pairs]
+        pairs = [(src, src.with_suffix(suffix)) for src, _, _ in found]
+    else:
+        out = Path(output)
+        as_file = (len(found) == 1 and not found[0][2] and not out.is_dir()
+                   and not output.endswith(("/", "\\")))
+        pairs = [(found[0][0], out)] if as_file else [(src, (out / rel).with_suffix(suffix)) for src, rel, _ in found]
+    seen: dict[Path, list[Path]] = {}
+    for src, dst in pairs:
+        seen.setdefault(dst.resolve() if dst.parent.exists() else dst, []).append(src)
+    clash = {s for srcs in seen.values() if len(srcs) > 1 for s in srcs}
+    jobs = [(s, d) for s, d in pairs if s not in clash]
+    failures = [(s, f"{s}: another input maps to the same output {d}; use separate -o directories")
+                for s, d in pairs if s in clash]
+    return jobs, failures
 
 
-def _run_batch(jobs, work, desc: str) -> None:
+def _check_output(dst: Path, force: bool) -> None:
+    """Refuse early (before the slow part) an output that exists or cannot be created."""
+    if dst.is_dir():
+        raise VqcodecError(f"cannot write {dst}: is a directory")
+    if not force and dst.exists():
+        raise VqcodecError(f"{dst} exists (use -f/--force to overwrite)")
+    parent = dst.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise VqcodecError(f"cannot write {dst}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VqcodecError(f"cannot write {dst}: {parent} is not writable")
+
+
+def _message(src: Path, e: Exception) -> str:
+    text = str(e) if isinstance(e, VqcodecError) else f"{type(e).__name__}: {e}"
+    return text if str(src) in text else f"{src}: {text}"
+
+
+def _report(failures, total: int) -> None:
+    """Print each failure (one line each) and fail the command if there were any."""
+    if not failures:
+        return
+    raise VqcodecError(f"{len(failures)} of {total} input(s) failed: " + ", ".join(str(s) for s, _ in failures))
+
+
+def _error(message: str) -> None:
+    tqdm.write(f"vqcodec: error: {message}", file=click.get_text_stream("stderr"))
+
+
+def _run_batch(jobs, work, desc: str, failures: list) -> None:
     """Run work(src, dst) for each job; a failure is reported and the batch goes on; the command
-    fails at the end if any job failed."""
-    failures = []
+    fails at the end, listing the failed inputs, if any failed (including `failures` already
+    found while collecting the inputs)."""
+    for _, message in failures:
+        _error(message)
+    total = len(jobs) + len(failures)
     bar = tqdm(jobs, desc=desc, unit="file", disable=len(jobs) < 2, leave=False)
     for src, dst in bar:
         try:
             work(src, dst)
-        except VqcodecError as e:
-            failures.append((src, str(e)))
-            tqdm.write(f"vqcodec: error: {e}", file=click.get_text_stream("stderr"))
-    if failures:
-        raise VqcodecError(f"{len(failures)} of {len(jobs)} file(s) failed: "
-                           + ", ".join(str(src) for src, _ in failures))
+        except Exception as e:  # one bad file must not stop the others; Ctrl-C still does
+            failures.append((src, _message(src, e)))
+            _error(failures[-1][1])
+    _report(failures, total)
 
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--output", "-o", help="Output .vqc file (one input) or directory (mirrors the input tree).")
+@click.option("--output", "-o", help="Output .vqc file (one input file) or directory (mirrors the input trees).")
 @MODEL_OPTION
 @FORCE_OPTION
-@click.option("--chunk-seconds", default=30.0, show_default=True,
+@click.option("--chunk-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
 def encode(inputs, output, model_name, force, chunk_seconds):
     """Encode audio files (or directories of them) to .vqc token files.
+
+    Any format soundfile reads (wav, flac, ogg, ...); stereo is averaged, other sample rates are
+    resampled to the model's 16 kHz. Existing outputs are kept unless -f is given; a failed file
+    leaves no output, and the other files still get encoded.
 
     \b
     Examples:
       vqcodec encode talk.wav                  # writes talk.vqc next to it
       vqcodec encode talk.flac -o talk.vqc
-      vqcodec encode corpus/ -o tokens/        # mirrors the tree
+      vqcodec encode a.wav b.wav -o tokens/    # tokens/a.vqc, tokens/b.vqc
+      vqcodec encode corpus/ -o tokens/        # mirrors the tree: corpus/x/y.wav -> tokens/x/y.vqc
     """
     codec = _load(model_name)
-    jobs = _outputs(_expand(inputs, audio.AUDIO_EXTENSIONS), output, ".vqc")
+    found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
+    jobs, clashes = _outputs(found, output, codes.SUFFIX)
+    failures += clashes
     told = set()
 
     def work(src: Path, dst: Path):
-        if not force and dst.exists():
-            raise VqcodecError(f"{dst} exists (use -f/--force to overwrite)")
+        _check_output(dst, force)
         sr = audio.info(src).samplerate
         if sr != codec.sample_rate and sr not in told:
             told.add(sr)
-            click.echo(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz", err=True)
-        wav = audio.load(src, codec.sample_rate)
-        tokens = codec.encode(wav, codec.sample_rate, chunk_seconds=chunk_seconds)
-        tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=len(wav),
+            _note(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz")
+        tokens, num_samples = codec._encode_file(src, chunk_seconds)
+        tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
                              hop=codec.hop, codebook_size=codec.codebook_size,
                              model_id=codec.model_id, speaker=_speaker_of(src, codec))
         codes.write(dst, tf, force=force)
         if len(jobs) == 1:
             click.echo(f"{dst}: {len(tokens)} tokens, {tf.duration_s:.2f} s, {tf.bitrate:.0f} bit/s")
 
-    _run_batch(jobs, work, "encoding")
+    _run_batch(jobs, work, "encoding", failures)
+
+
+def _note(text: str) -> None:
+    tqdm.write(text, file=click.get_text_stream("stderr"))
 
 
 def _speaker_of(path: Path, codec) -> str:
@@ -109,46 +164,88 @@ def _speaker_of(path: Path, codec) -> str:
     return path.parent.name if path.parent.name in codec.speakers else ""
 
 
+# Files decoded together in one batch of segments: about 21 minutes of audio, so the outputs held
+# in memory at once stay ~100 MB however many files are given.
+_DECODE_GROUP_TOKENS = 128 * 2500
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--output", "-o", help="Output .wav file (one input) or directory.")
+@click.option("--output", "-o", help="Output .wav file (one input file) or directory (mirrors the input trees).")
 @click.option("--speaker", "-s", help="Voice to decode with (default: the source speaker if known, "
                                       "else the model's first speaker). See `vqcodec speakers`.")
 @MODEL_OPTION
-@click.option("--temperature", "-t", default=1.0, show_default=True, help="Sampling temperature (0 = argmax).")
-@click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same audio.")
-@click.option("--batch", "max_batch", default=128, show_default=True,
-              help="Segments decoded side by side (1 = one sequential stream per file).")
+@click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature (0 = argmax).")
+@click.option("--seed", default=0, show_default=True,
+              help="Random seed: the same files with the same seed and --batch give the same audio.")
+@click.option("--batch", "max_batch", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Segments decoded side by side (1 = one sequential stream per file, slow).")
 @FORCE_OPTION
 def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, force):
     """Decode .vqc token files to 16 kHz wav with the WaveNet decoder.
+
+    Each file is cut into segments that are generated side by side (with a short warm-up and a
+    cross-fade at each seam); several files are batched together. A failed file leaves no
+    output, and the other files still get decoded.
 
     \b
     Examples:
       vqcodec decode talk.vqc                    # writes talk.wav next to it
       vqcodec decode talk.vqc -o out.wav --speaker us2 --seed 3
-      vqcodec decode tokens/ -o decoded/
+      vqcodec decode tokens/ -o decoded/         # mirrors the tree, files batched together
     """
     codec = _load(model_name)
     if speaker is not None:
         codec.speaker_index(speaker)
-    jobs = _outputs(_expand(inputs, (".vqc",)), output, ".wav")
-
-    def work(src: Path, dst: Path):
-        if not force and dst.exists():
-            raise VqcodecError(f"{dst} exists (use -f/--force to overwrite)")
-        tf = codes.read(src, expect_model_id=codec.model_id)
-        voice = speaker or (tf.speaker if tf.speaker in codec.speakers else None)
+    found, failures = _expand(inputs, (codes.SUFFIX,))
+    jobs, clashes = _outputs(found, output, ".wav")
+    failures += clashes
+    for _, message in failures:
+        _error(message)
+    total = len(jobs) + len(failures)
+    ready = []  # (src, dst, TokenFile), checked before any decoding
+    for src, dst in jobs:
+        try:
+            _check_output(dst, force)
+            tf = codes.read(src, expect_model_id=codec.model_id)
+            if tf.num_tokens == 0:
+                raise VqcodecError(f"{src}: holds no tokens")
+            ready.append((src, dst, tf))
+        except Exception as e:
+            failures.append((src, _message(src, e)))
+            _error(failures[-1][1])
+    groups, size = [], _DECODE_GROUP_TOKENS + 1
+    for item in ready:
+        if size + item[2].num_tokens > _DECODE_GROUP_TOKENS:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += item[2].num_tokens
+    for group in groups:
+        voices = [speaker or (tf.speaker if tf.speaker in codec.speakers else None) for _, _, tf in group]
         start = time.perf_counter()
-        wav = codec.decode(tf.tokens, voice, temperature=temperature, seed=seed,
-                           num_samples=tf.num_samples, progress=True, max_batch=max_batch)
+        try:
+            wavs = codec.decode_many([tf.tokens for _, _, tf in group], voices, temperature=temperature,
+                                     seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
+                                     progress=True, max_batch=max_batch)
+        except Exception as e:
+            for src, _, _ in group:
+                failures.append((src, _message(src, e)))
+                _error(failures[-1][1])
+            continue
         elapsed = time.perf_counter() - start
-        audio.save(dst, wav, codec.sample_rate, force=force)
-        if len(jobs) == 1:
-            click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {voice or codec.speakers[0]}, "
-                       f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
-
-    _run_batch(jobs, work, "decoding")
+        for (src, dst, tf), wav, voice in zip(group, wavs, voices):
+            try:
+                audio.save(dst, wav, codec.sample_rate, force=force)
+            except Exception as e:
+                failures.append((src, _message(src, e)))
+                _error(failures[-1][1])
+                continue
+            if total == 1:
+                click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {voice or codec.speakers[0]}, "
+                           f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
+    _report(failures, total)
 
 
 @cli.command()
@@ -169,8 +266,7 @@ def convert(input_path, speaker, output, model_name, temperature, seed, force):
     codec = _load(model_name)
     codec.speaker_index(speaker)
     out = Path(output)
-    if not force and out.exists():
-        raise VqcodecError(f"{out} exists (use -f/--force to overwrite)")
+    _check_output(out, force)
     wav = audio.load(input_path, codec.sample_rate, verbose_resample=True)
     start = time.perf_counter()
     converted = codec.convert(wav, codec.sample_rate, speaker, temperature=temperature, seed=seed,

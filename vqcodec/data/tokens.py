@@ -23,7 +23,11 @@ def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = Non
         raise VqcodecError(f"{root}: no .vqc files (make them with `vqcodec encode CORPUS -o {root}`)")
     out = []
     for f in files:
-        tf = codes.read(f, expect_model_id=expect_model_id)
+        tf = codes.read(f)
+        if expect_model_id is not None and tf.model_id.lower() != expect_model_id.lower():
+            raise VqcodecError(f"{f}: tokens of VQ-VAE model {tf.model_id}, but the prior is for model "
+                               f"{expect_model_id} ([prior] vqvae): their codebooks differ; encode the "
+                               f"corpus with that model (`vqcodec encode CORPUS -o {root} --model ...`)")
         rel = f.relative_to(root)
         speaker = tf.speaker or (rel.parts[0] if len(rel.parts) > 1 else "")
         out.append((str(rel.with_suffix("")), speaker, tf.tokens))

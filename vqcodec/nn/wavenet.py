@@ -142,8 +142,7 @@ class WaveNet(nn.Module):
         prev = torch.full((B,), self.start_symbol, dtype=torch.long, device=p.device)
         return WaveNetState(t=0, prev=prev, buffers=buffers, local=local, local_weight=local_weight,
                             bias=bias, taps=taps, res_w=res_w, res_b=res_b, skip_w=skip_w, skip_b=skip_b,
-                            post=post, gated=p.new_empty(B, n * (G // 2)),
-                            window=p.new_empty(B, k * R))
+                            post=post, gated=p.new_empty(B, n * (G // 2)), core=self._core)
 
     def step(self, state: "WaveNetState") -> torch.Tensor:
         """Logits (B, num_classes) for position state.t, given the inputs fed so far.
@@ -154,29 +153,36 @@ class WaveNet(nn.Module):
         return self._step(state)
 
     def _step(self, state: "WaveNetState") -> torch.Tensor:
-        t = state.t
-        R, H, k = self.cfg.residual_channels, self.cfg.gate_channels // 2, self.kernel_size
+        t, k = state.t, self.kernel_size
         cond = state.conditioning(t // self.upsample)  # (layers, B, G)
         h = F.embedding(state.prev, self.embed.weight)  # (B, R)
-        window, gated_all, last = state.window, state.gated, len(self.dilations) - 1
-        for i, d in enumerate(self.dilations):
-            buf = state.buffers[i]
-            L = buf.shape[0]
-            if k == 2:
-                z = torch.addmm(cond[i], buf[t % L], state.taps[i][:R])
-                z = torch.addmm(z, h, state.taps[i][R:])
-            else:
-                for j in range(k - 1):  # older taps, read from the circular buffer
-                    window[:, j * R:(j + 1) * R] = buf[(t + j * d) % L]
-                window[:, (k - 1) * R:] = h
-                z = torch.addmm(cond[i], window, state.taps[i])
-            buf[t % L] = h  # x[t] replaces x[t - L], which no later step needs
+        # older taps of every layer, read from the circular buffers: x[t - (k-1-j) d] for j < k-1
+        olds = [[buf[(t + j * d) % buf.shape[0]] for j in range(k - 1)]
+                for buf, d in zip(state.buffers, self.dilations)]
+        logits, inputs = state.core(h, olds, cond, state.taps, state.res_w, state.res_b, state.skip_w,
+                                    state.skip_b, state.post, state.gated)
+        for buf, x in zip(state.buffers, inputs):
+            buf[t % buf.shape[0]] = x  # x[t] replaces x[t - L], which no later step needs
+        return logits
+
+    @staticmethod
+    def _core(h, olds, cond, taps, res_w, res_b, skip_w, skip_b, post, gated_all):
+        """One step of every layer and the output head, on tensors only (no Python ints that
+        change from step to step, so it can be compiled). Returns (logits, each layer's input)."""
+        R, H = h.shape[1], gated_all.shape[1] // len(taps)
+        inputs = []
+        for i, W in enumerate(taps):
+            inputs.append(h)
+            z = cond[i]
+            for j, old in enumerate(olds[i]):
+                z = torch.addmm(z, old, W[j * R:(j + 1) * R])
+            z = torch.addmm(z, h, W[len(olds[i]) * R:])
             gated = torch.mul(torch.tanh(z[:, :H]), torch.sigmoid(z[:, H:]), out=gated_all[:, i * H:(i + 1) * H])
-            if i < last:
-                h = torch.addmm(h, gated, state.res_w[i]).add_(state.res_b[i])
-        w1, b1, w2, b2 = state.post
-        skip = torch.addmm(state.skip_b, gated_all, state.skip_w).relu_()
-        return torch.addmm(b2, torch.addmm(b1, skip, w1).relu_(), w2)
+            if i < len(res_w):
+                h = torch.addmm(h, gated, res_w[i]).add_(res_b[i])
+        w1, b1, w2, b2 = post
+        skip = torch.addmm(skip_b, gated_all, skip_w).relu_()
+        return torch.addmm(b2, torch.addmm(b1, skip, w1).relu_(), w2), inputs
 
 
 @dataclass
@@ -197,7 +203,7 @@ class WaveNetState:
     skip_b: torch.Tensor                # (S,) the layers' skip biases summed
     post: tuple
     gated: torch.Tensor                 # (B, layers * G/2) scratch: every layer's gated output
-    window: torch.Tensor                # (B, k * R) scratch for kernel_size > 2
+    core: object                        # WaveNet._core (or a compiled version of it)
     _frame: int = -1
     _cond: torch.Tensor | None = None
 
