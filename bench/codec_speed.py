@@ -148,7 +148,8 @@ def main():
     ap.add_argument("--model", help="a checkpoint (default: random init of the shipped config)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory for 1 h (subprocesses)")
-    ap.add_argument("--memory-only", action="store_true", help="only the 1 h memory measurements")
+    ap.add_argument("--memory-only", nargs="?", const="encode,decode", metavar="encode,decode",
+                    help="only the 1 h memory measurements (or only one of them)")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to compile)")
     ap.add_argument("--mem-child", choices=["encode", "decode"], help=argparse.SUPPRESS)
     ap.add_argument("--wav", help=argparse.SUPPRESS)
@@ -156,7 +157,7 @@ def main():
     if args.mem_child:
         return mem_child(args)
     if args.memory_only:
-        return measure_memory(args.model)
+        return measure_memory(args.model, args.memory_only.split(","))
     torch.manual_seed(0)
     model, codec = load(args.model)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus; "
@@ -207,7 +208,7 @@ def main():
         if B == 1:
             base = best[("legacy step + multinomial", T)]
     # end to end, chunk-parallel (warm-up 16 tokens and cross-fade 4 per segment included)
-    for seconds, mb in (((10, 128),) if q else ((10, 128), (60, 64), (60, 128), (60, 256))):
+    for seconds, mb in (((10, 128),) if q else ((10, 128), (60, 128), (60, 256))):
         tokens = torch.randint(0, model.cfg.quantizer.codebook_size, (int(seconds * SR / model.hop),))
         t0 = time.perf_counter()
         decode_segments(model, [tokens], [0], seed=0, max_batch=mb)
@@ -250,7 +251,7 @@ def load(path):
 
 
 # ----------------------------------------------------------------------------- memory (1 h)
-def measure_memory(model_path):
+def measure_memory(model_path, which=("encode", "decode")):
     import soundfile as sf
     import tempfile
 
@@ -260,7 +261,7 @@ def measure_memory(model_path):
         with sf.SoundFile(str(wav), "w", SR, 1, "PCM_16") as f:  # written in blocks: the bench stays small
             for _ in range(60):
                 f.write((0.1 * rng.standard_normal(60 * SR)).astype(np.float32))
-        for what in ("encode", "decode"):
+        for what in which:
             cmd = [sys.executable, __file__, "--mem-child", what, "--wav", str(wav)]
             if model_path:
                 cmd += ["--model", model_path]
@@ -285,8 +286,8 @@ def mem_child(args):
         # of the real (steps, batch) shape, so the memory measured is that of the full decode.
         real = generate._generate
 
-        def stub(net, steps, local, g, B, temperature, seed, prompt, bar):
-            head = real(net, min(steps, 256), local, g, B, temperature, seed, prompt, None)
+        def stub(net, steps, local, g, B, temperature, seed, prompt, bar, threads=1):
+            head = real(net, min(steps, 256), local, g, B, temperature, seed, prompt, None, threads)
             out = torch.randint(0, 256, (steps, B), dtype=head.dtype)
             out[:head.shape[0]] = head
             return out

@@ -17,7 +17,7 @@ from .audio import resample
 from .codes import bits_per_token
 from .config import Config
 from .errors import AudioError, VqcodecError
-from .generate import decode_segments
+from .generate import decode_segments, release_memory
 from .models.vqvae import VQVAE
 
 
@@ -142,6 +142,8 @@ class Codec:
             dist2 = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)[None, :]
             c = dist2.argmin(1).cpu().numpy()
             codes.append(c[(a - lo) // hop:(b - lo) // hop])
+            del x, z, dist2
+            release_memory()
         return np.concatenate(codes).astype(np.int64)
 
     def _encoder64(self):
@@ -150,8 +152,8 @@ class Codec:
         whole file can land on different sides of a near tie between two codes; in float64 such
         ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
         (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time; the
-        float64 convs unfold their input, ~0.5 GB per 10 s chunk at the shipped size, so keep
-        chunks short: 5 s by default.)"""
+        float64 convs unfold their input, ~0.15 GB per 5 s chunk at the shipped size, hence the
+        5 s default chunk.) Made from the weights at first use: a Codec is for inference."""
         if getattr(self, "_enc64", None) is None:
             import copy
 

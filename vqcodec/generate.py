@@ -22,6 +22,25 @@ from tqdm import tqdm
 from .audio import mulaw_decode
 
 
+def release_memory() -> None:
+    """Give freed heap memory back to the OS (glibc malloc_trim; a no-op elsewhere). Without it,
+    repeated large, differently sized tensor allocations (encoder chunks, decoding rounds)
+    fragment glibc's heap: encoding a 1 h file grew to 2.3 GB of RSS, with it it stays ~0.4 GB."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
     """Sample classes (B,) from logits (B, C); temperature 0 means argmax.
 
@@ -158,6 +177,7 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
                             seed + round_index, None, bar, threads)  # (steps, B)
         audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy().T
         del classes, local
+        release_memory()
         for i, p in enumerate(group):
             seg = audio[i, (p.keep_from - p.start) * hop:(p.end - p.start) * hop]
             out = outputs[p.file]

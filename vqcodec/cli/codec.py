@@ -43,14 +43,14 @@ def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]):
 
 def _outputs(found, output: str | None, suffix: str):
     """Map inputs to outputs: next to each input by default; with -o, a file when the only input
-    is a file (and -o is not an existing directory or written with a trailing slash), else a
+    is a file and -o has a suffix (and is not an existing directory nor ends with a slash), else a
     directory that mirrors the input trees. Returns (jobs, failures): two inputs mapped to one
     output are both failures rather than one silently overwriting the other."""
     if output is None:
         pairs = [(src, src.with_suffix(suffix)) for src, _, _ in found]
     else:
         out = Path(output)
-        as_file = (len(found) == 1 and not found[0][2] and not out.is_dir()
+        as_file = (len(found) == 1 and not found[0][2] and not out.is_dir() and bool(out.suffix)
                    and not output.endswith(("/", "\\")))
         pairs = [(found[0][0], out)] if as_file else [(src, (out / rel).with_suffix(suffix)) for src, rel, _ in found]
     seen: dict[Path, list[Path]] = {}
