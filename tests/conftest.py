@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 def make_signal(seconds: float = 0.25, sr: int = 16000, kind: str = "sine", freq: float = 440.0,
@@ -47,3 +48,12 @@ def make_wav(tmp_path):
         sf.write(str(path), x, sr, format=fmt, subtype=subtype)
         return path
     return make
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and don't fight a busy machine's other work)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

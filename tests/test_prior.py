@@ -25,15 +25,6 @@ SR = 16000
 HOP = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and don't fight a busy machine's other work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_prior(codebook_size: int = 16, num_speakers: int = 3, speaker_conditioned: bool = True) -> Prior:
     cfg = PriorConfig(wavenet=WaveNetConfig(layers=5, dilation_cycle=3, residual_channels=8, gate_channels=12,
                                             skip_channels=10, global_dim=4),

@@ -29,15 +29,6 @@ from vqcodec.train import train
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and don't fight a busy machine's other work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def clean_clip(seconds: float = 0.25, freq: float = 250.0) -> np.ndarray:
     """A periodic harmonic clip (no noise): a decoder can learn to predict it almost exactly."""
     t = np.arange(int(seconds * SR)) / SR
