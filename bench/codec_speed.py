@@ -109,7 +109,7 @@ def run_loop(model, B, steps, variant, threads=1):
 
 def _run_loop(model, B, steps, variant):
     net = model.decoder
-    local, g = inputs(model, B, steps + 64)
+    local, g = inputs(model, B, steps + 256)
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         if variant.startswith("legacy"):
