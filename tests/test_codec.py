@@ -230,3 +230,18 @@ def test_a_batch_with_bad_files_still_does_the_good_ones(run, tmp_path):
     assert "2 of 4" in _error_lines(r)[-1]
     assert not _leftovers(tmp_path)
     del bad
+
+
+def test_skip_existing_resumes_a_corpus_encode(run, tmp_path):
+    (tmp_path / "in" / "spk").mkdir(parents=True)
+    for seed, name in enumerate(("a", "b")):
+        _wav(tmp_path / "in" / "spk" / f"{name}.wav", seed=seed)
+    out = tmp_path / "tokens"
+    assert run("encode", tmp_path / "in" / "spk" / "a.wav", "-o", out / "spk" / "a.vqc").exit_code == 0
+    before = (out / "spk" / "a.vqc").stat().st_mtime_ns
+    result = run("encode", tmp_path / "in", "-o", out, "--skip-existing")
+    assert result.exit_code == 0, result.output
+    assert "skipping 1 file" in result.output
+    assert (out / "spk" / "b.vqc").exists()
+    assert (out / "spk" / "a.vqc").stat().st_mtime_ns == before  # left alone
+    assert run("encode", tmp_path / "in", "-o", out, "--skip-existing", "-f").exit_code != 0

@@ -118,7 +118,9 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
 @FORCE_OPTION
 @click.option("--chunk-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
-def encode(inputs, output, model_name, force, chunk_seconds):
+@click.option("--skip-existing", is_flag=True,
+              help="Leave outputs that already exist alone (resume encoding a corpus).")
+def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
     """Encode audio files (or directories of them) to .vqc token files.
 
     Any format soundfile reads (wav, flac, ogg, ...); stereo is averaged, other sample rates are
@@ -131,11 +133,19 @@ def encode(inputs, output, model_name, force, chunk_seconds):
       vqcodec encode talk.flac -o talk.vqc
       vqcodec encode a.wav b.wav -o tokens/    # tokens/a.vqc, tokens/b.vqc
       vqcodec encode corpus/ -o tokens/        # mirrors the tree: corpus/x/y.wav -> tokens/x/y.vqc
+      vqcodec encode corpus/ -o tokens/ --skip-existing   # resume after an interruption
     """
+    if force and skip_existing:
+        raise VqcodecError("--force and --skip-existing contradict each other")
     codec = _load(model_name)
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
     failures += clashes
+    if skip_existing:
+        todo = [(src, dst) for src, dst in jobs if not dst.exists()]
+        if len(todo) < len(jobs):
+            _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
+        jobs = todo
     told = set()
 
     def work(src: Path, dst: Path):
