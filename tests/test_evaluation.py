@@ -63,6 +63,7 @@ class FakeCodec:
 
     def __init__(self):
         self.calls = []
+        self.temperatures = []
 
     def encode(self, wav, sample_rate):
         assert sample_rate == 16000
@@ -72,6 +73,7 @@ class FakeCodec:
 
     def decode(self, tokens, speaker=None, temperature=1.0, seed=0):
         self.calls.append(speaker)
+        self.temperatures.append(temperature)
         mu = 255
         y = 2 * tokens / mu - 1
         x = np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu
@@ -247,3 +249,11 @@ def test_cli_eval(data_dir, tmp_path, monkeypatch):
     assert saved["num_files"] == 3
     assert set(saved["systems"]) == {"vqcodec (fake)", "codec2-3200"}
     assert "vqcodec (fake)" in res.output
+
+    fake = FakeCodec()
+    monkeypatch.setattr(cli_eval, "_load_codec", lambda model: fake)
+    res = runner.invoke(cli, ["eval", "-m", "fake", str(data_dir), "--baselines", "none", "--limit", "2",
+                              "--temperature", "0.7", "-q", "-o", str(tmp_path / "t")])
+    assert res.exit_code == 0, res.output
+    assert fake.temperatures == [0.7, 0.7]
+    assert set(json.loads((tmp_path / "t" / "report.json").read_text())["systems"]) == {"vqcodec (fake, T=0.7)"}

@@ -36,8 +36,10 @@ def _baseline_names(spec: str) -> list[str]:
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for report.json, report.csv and spectrograms.png.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
+@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
+              help="Decoder sampling temperature (below 1: less noise, flatter detail).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, quiet):
+def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
     Every file is encoded and decoded by each system, delay-compensated against the original and
@@ -67,8 +69,10 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, qui
     systems = {}
     if not no_model:
         codec = _load_codec(model)
-        systems[f"vqcodec ({model})"] = report.CodecSystem(
-            codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed)
+        label = f"vqcodec ({model})" if temperature == 1.0 else f"vqcodec ({model}, T={temperature:g})"
+        systems[label] = report.CodecSystem(
+            codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
+            temperature=temperature)
     for n in names:
         systems[n] = baselines.get(n)
     click.echo(f"evaluating {len(systems)} system(s) on {len(files)} file(s) from {data_dir}", err=True)
@@ -92,8 +96,11 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, qui
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for convert.json and convert.csv.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Decoder sampling temperature.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speaker, out_dir, seed, quiet):
+def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speaker, out_dir, seed, temperature,
+                     quiet):
     """Voice conversion: is converted speech closer to the target speaker than to the source?
 
     Every file of a speaker other than SPEAKER in DATA_DIR/SPEAKER_X/*.wav is encoded and decoded
@@ -138,7 +145,8 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
 
     def convert(wav, sr, spk):
         tokens = codec.encode(np.asarray(wav, dtype=np.float32), sr)
-        out = np.asarray(codec.decode(tokens, speaker=spk, seed=seed), dtype=np.float32).reshape(-1)
+        out = codec.decode(tokens, speaker=spk, temperature=temperature, seed=seed)
+        out = np.asarray(out, dtype=np.float32).reshape(-1)
         return resample(out, int(codec.sample_rate), sr)
 
     speaker_refs = {s: ps[:refs_per_speaker] for s, ps in by_speaker.items()}
