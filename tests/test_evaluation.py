@@ -257,3 +257,15 @@ def test_cli_eval(data_dir, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert fake.temperatures == [0.7, 0.7]
     assert set(json.loads((tmp_path / "t" / "report.json").read_text())["systems"]) == {"vqcodec (fake, T=0.7)"}
+
+    # files of a speaker the model does not know (carol) decode with --speaker; a bad --speaker is refused
+    fake = FakeCodec()
+    monkeypatch.setattr(cli_eval, "_load_codec", lambda model: fake)
+    res = runner.invoke(cli, ["eval", "-m", "fake", str(data_dir), "--baselines", "none", "--speaker", "bob",
+                              "-q", "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert sorted(fake.calls) == ["alice", "alice", "bob", "bob"]  # carol's file -> bob
+    assert "decoded with the chosen voice 'bob'" in res.output
+    res = runner.invoke(cli, ["eval", "-m", "fake", str(data_dir), "--baselines", "none", "--speaker", "dave",
+                              "-q", "-o", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "no speaker 'dave'" in res.output and not (tmp_path / "d").exists()

@@ -38,14 +38,18 @@ def _baseline_names(spec: str) -> list[str]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
 @click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
               help="Decoder sampling temperature (below 1: less noise, flatter detail).")
+@click.option("-s", "--speaker", "fallback_speaker", default=None, metavar="ID",
+              help="Voice for files whose speaker the model does not know [default: its first speaker].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, quiet):
+def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, fallback_speaker,
+             quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
     Every file is encoded and decoded by each system, delay-compensated against the original and
     scored; per-file and mean numbers go to OUT/report.json and report.csv, a spectrogram
     comparison of the first file to OUT/spectrograms.png, and a table to stdout. The model decodes
-    each file with its source speaker when it knows it, else with its first speaker (noted).
+    each file with its source speaker when it knows it, else with --speaker or its first speaker
+    (noted).
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
 
     \b
@@ -57,6 +61,7 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
       vqcodec eval data/test -o reports/default
       vqcodec eval --no-model data/test --baselines codec2-3200,opus-6k -o reports/baselines
       vqcodec eval -m runs/vqvae/last.pt data/test --limit 20 -o reports/run1
+      vqcodec eval data/synth/eval_us3 --speaker us2 -t 0.8 -o reports/us3   # unseen voice
     """
     from ..errors import VqcodecError
     from ..evaluation import baselines, report
@@ -69,10 +74,13 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     systems = {}
     if not no_model:
         codec = _load_codec(model)
+        if fallback_speaker is not None and fallback_speaker not in list(codec.speakers):
+            raise VqcodecError(f"model {model!r} has no speaker {fallback_speaker!r} "
+                               f"(it knows: {', '.join(codec.speakers) or 'none'})")
         label = f"vqcodec ({model})" if temperature == 1.0 else f"vqcodec ({model}, T={temperature:g})"
         systems[label] = report.CodecSystem(
             codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
-            temperature=temperature)
+            temperature=temperature, fallback_speaker=fallback_speaker)
     for n in names:
         systems[n] = baselines.get(n)
     click.echo(f"evaluating {len(systems)} system(s) on {len(files)} file(s) from {data_dir}", err=True)

@@ -247,13 +247,15 @@ def collect_files(data_dir: str | os.PathLike, limit: int = 0) -> list[tuple[Pat
 class CodecSystem:
     """Wrap a codec (vqcodec.load_model(...) or anything with encode/decode/speakers/bitrate/
     sample_rate) as an evaluation system: encode, decode with the file's own speaker when the
-    model knows it (else the model's first speaker, noted once per unknown speaker), resample to
+    model knows it (else `fallback_speaker` or the model's first speaker, noted once per unknown
+    speaker), resample to
     the evaluation rate, report `codec.bitrate`."""
 
     def __init__(self, codec, speaker_of: dict | None = None, notes: list[str] | None = None,
-                 temperature: float = 1.0, seed: int = 0):
+                 temperature: float = 1.0, seed: int = 0, fallback_speaker: str | None = None):
         self.codec = codec
         self.speaker_of = {str(k): v for k, v in (speaker_of or {}).items()}
+        self.fallback_speaker = fallback_speaker
         self.notes = notes if notes is not None else []
         self.temperature = temperature
         self.seed = seed
@@ -266,11 +268,13 @@ class CodecSystem:
             return spk
         if not known:
             return None
+        voice = self.fallback_speaker or known[0]
         if spk not in self._noted:
             self._noted.add(spk)
             what = f"source speaker {spk!r} is unknown to the model" if spk else "source speaker unknown"
-            self.notes.append(f"{what}: decoded with the model's first speaker {known[0]!r}")
-        return known[0]
+            how = "the chosen voice" if self.fallback_speaker else "the model's first speaker"
+            self.notes.append(f"{what}: decoded with {how} {voice!r}")
+        return voice
 
     def __call__(self, wav: np.ndarray, sr: int, source=None):
         from ..audio import resample
