@@ -97,6 +97,8 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
     cfg = config("split")
     first = run_with_losses(cfg, VQVAETask(cfg, items, None, ["a", "b"]), max_steps=8)
     assert checkpoint.load(tmp_path / "split" / "checkpoint.pt")["step"] == 8
+    with open(tmp_path / "split" / "log.jsonl", "a") as fh:  # killed after logging step 9, before its checkpoint
+        fh.write(json.dumps({"step": 9, "loss": 123.0}) + "\n")
     # a fresh process would rebuild the task from the config alone
     rest = run_with_losses(cfg, VQVAETask(cfg, items, None, ["a", "b"]), resume=True)
     assert len(first) == 8 and len(rest) == 8
@@ -108,6 +110,11 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6)
     assert [r["step"] for r in b["history"]] == [4, 8, 12, 16]
+    logged = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    full_log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in logged]
+    assert steps == sorted(steps) and set(steps) == {r["step"] for r in full_log}
+    assert all(r.get("loss") != 123.0 for r in logged)
 
 
 def test_checkpoint_loads_weights_only_and_rebuilds_the_model(tmp_path):

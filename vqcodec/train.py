@@ -24,6 +24,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import Config
 from .errors import VqcodecError
+from .files import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -68,6 +69,17 @@ def lr_at(cfg: Config, step: int) -> float:
     return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + math.cos(math.pi * min(step, t.steps) / t.steps))
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records past `step`: a run killed between checkpoints logged steps that the
+    resumed run will log again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(kept))
+
+
 def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None = None,
           progress: bool = True, on_step: Callable[[int, dict], None] | None = None) -> Path:
     """Train until cfg.train.steps (or max_steps more steps, for tests); returns the checkpoint."""
@@ -93,6 +105,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
         if rank == 0:
+            _truncate_log(out_dir / "log.jsonl", step)
             tqdm.write(f"resumed from {ckpt_path} at step {step}")
     elif resume and rank == 0:
         tqdm.write(f"no checkpoint in {out_dir}: starting from scratch")
