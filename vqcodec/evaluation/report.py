@@ -163,20 +163,21 @@ def _fmt_csv(v) -> str:
 
 def format_table(report: dict) -> str:
     """One plain-text table: a row per system with mean metrics, then the notes."""
-    header = f"{'system':<22}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}"
+    w = max([22] + [len(n) + 2 for n in report["systems"]])
+    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}"
     lines = [f"means over {report['num_files']} file(s) "
              f"(PESQ-WB, STOI: higher is better; mel distance: lower is better)", header,
              "-" * len(header)]
     for name, s in report["systems"].items():
         if s["skipped"]:
-            lines.append(f"{name:<22}  skipped ({s['skipped']})")
+            lines.append(f"{name:<{w}}  skipped ({s['skipped']})")
             continue
         m = s["mean"]
 
         def f(v, fmt):
             return format(v, fmt) if v is not None else "-"
         kbps = m["bitrate_bps"] / 1000 if m["bitrate_bps"] is not None else None
-        lines.append(f"{name:<22}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
+        lines.append(f"{name:<{w}}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
                      f"{f(m['mel_distance'], '10.3f')}{f(kbps, '8.2f')}")
     for n in report["notes"]:
         lines.append(f"note: {n}")
