@@ -12,4 +12,6 @@ echo "== decode with the WaveNet decoder"
 vqcodec decode demo_out/example.vqc -o demo_out/example_decoded.wav -f
 echo "== voice conversion: the same tokens in another voice"
 vqcodec convert "$ex" --speaker us2_low -o demo_out/example_as_us2_low.wav -f
-echo "== done: listen to demo_out/example_decoded.wav and demo_out/example_as_us2_low.wav"
+echo "== babble: the prior invents 4 s of tokens, the decoder voices them"
+vqcodec sample -o demo_out/babble_us2.wav --seconds 4 --speaker us2 --seed 0 -f
+echo "== done: listen to demo_out/example_decoded.wav, demo_out/example_as_us2_low.wav and demo_out/babble_us2.wav"

@@ -309,8 +309,9 @@ def info(files):
             failures += 1
             continue
         click.echo(f"{f}:")
+        width = max(map(len, desc))
         for key, value in desc.items():
-            click.echo(f"  {key:>16}: {value}")
+            click.echo(f"  {key:>{width}}: {value}")
     if failures:
         raise SystemExit(1)
 

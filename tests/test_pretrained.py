@@ -1,0 +1,43 @@
+"""The shipped model in pretrained/ loads safely and round-trips the shipped example."""
+
+import numpy as np
+import torch
+
+import vqcodec
+from vqcodec import checkpoint
+from vqcodec.audio import load
+from vqcodec.pretrained import NAMES, PRETRAINED_DIR
+
+EXAMPLE = PRETRAINED_DIR / "examples" / "example.wav"
+
+
+def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
+    for name in ("default", "default-prior"):
+        path = PRETRAINED_DIR / NAMES[name]
+        assert path.exists(), f"{path} is missing"
+        assert path.stat().st_size < 20 * 2 ** 20
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert "optimizer" not in state and "rng" not in state
+        assert checkpoint.load(path)["meta"]["speakers"]
+
+
+def test_default_model_encodes_and_decodes_the_shipped_example():
+    codec = vqcodec.load_model("default")
+    assert codec.hop == 64 and codec.codebook_size == 512 and codec.bitrate == 2250
+    assert "us3" not in codec.speakers  # held out for evaluation
+    wav = load(EXAMPLE)
+    tokens = codec.encode(wav, 16000)
+    assert len(tokens) == -(-len(wav) // 64)
+    assert len(np.unique(tokens)) > 20  # speech uses many codes
+    out = codec.decode(tokens[:50], codec.speakers[0], seed=0)
+    assert out.shape == (50 * 64,) and np.isfinite(out).all() and out.std() > 1e-3
+
+
+def test_default_prior_pairs_with_the_default_model():
+    codec = vqcodec.load_model("default")
+    from vqcodec.api import load_prior
+
+    prior = load_prior("default-prior")
+    prior.check_compatible(codec)
+    tokens = prior.sample(20, codec.speakers[0], seed=0)
+    assert tokens.shape == (20,) and tokens.max() < 512
