@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -28,5 +30,8 @@ setup(
         "analysis": ["matplotlib", "pocketsphinx>=5"],
         "dev": ["pytest", "hypothesis"],
     },
+    # the shipped models; vqcodec.pretrained finds them under sys.prefix when not run from a clone
+    data_files=[("share/vqcodec/pretrained", sorted(glob("pretrained/*.pt")) + ["pretrained/MODEL_CARD.md"]),
+                ("share/vqcodec/pretrained/examples", sorted(glob("pretrained/examples/*")))],
     entry_points={"console_scripts": ["vqcodec=vqcodec.cli:main"]},
 )

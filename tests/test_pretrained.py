@@ -41,3 +41,22 @@ def test_default_prior_pairs_with_the_default_model():
     prior.check_compatible(codec)
     tokens = prior.sample(20, codec.speakers[0], seed=0)
     assert tokens.shape == (20,) and tokens.max() < 512
+
+
+def test_shipped_names_resolve_from_an_installed_copy_and_fail_clearly(tmp_path, monkeypatch):
+    from vqcodec import pretrained
+    from vqcodec.errors import VqcodecError
+
+    monkeypatch.delenv("VQCODEC_PRETRAINED", raising=False)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "no_clone")
+    monkeypatch.setattr(pretrained, "INSTALLED_DIR", tmp_path / "share")
+    try:
+        pretrained.resolve("default")
+        raise AssertionError("resolved a model that is not there")
+    except VqcodecError as e:
+        assert "missing" in str(e) and "--model PATH" in str(e)
+    (tmp_path / "share").mkdir()
+    (tmp_path / "share" / NAMES["default"]).write_bytes((PRETRAINED_DIR / NAMES["default"]).read_bytes())
+    assert pretrained.resolve("default") == tmp_path / "share" / NAMES["default"]
+    monkeypatch.setenv("VQCODEC_PRETRAINED", str(tmp_path / "elsewhere"))
+    assert pretrained.resolve("default") == tmp_path / "share" / NAMES["default"]  # env dir lacks it: next

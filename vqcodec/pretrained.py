@@ -2,23 +2,32 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .errors import VqcodecError
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clone / editable install
+INSTALLED_DIR = Path(sys.prefix) / "share" / "vqcodec" / "pretrained"  # `pip install .` puts them here
 NAMES = {"default": "vqcodec-synth-v1.pt", "default-prior": "vqcodec-synth-v1-prior.pt"}
+
+
+def search_dirs() -> list[Path]:
+    """Where shipped models are looked for: $VQCODEC_PRETRAINED, the clone, the installed copy."""
+    env = os.environ.get("VQCODEC_PRETRAINED")
+    return ([Path(env)] if env else []) + [PRETRAINED_DIR, INSTALLED_DIR]
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """A shipped name ("default") or a path to a checkpoint file."""
     name = str(name_or_path)
     if name in NAMES:
-        for base in (Path(os.environ.get("VQCODEC_PRETRAINED", PRETRAINED_DIR)), PRETRAINED_DIR):
+        for base in search_dirs():
             if (base / NAMES[name]).exists():
                 return base / NAMES[name]
-        raise VqcodecError(f"the shipped model {name!r} ({NAMES[name]}) is missing from {PRETRAINED_DIR}; "
-                           "reinstall vqcodec from a full clone, or pass --model PATH")
+        raise VqcodecError(f"the shipped model {name!r} ({NAMES[name]}) is missing from "
+                           f"{' and '.join(map(str, search_dirs()))}; reinstall vqcodec from a full clone, "
+                           "or pass --model PATH")
     path = Path(name)
     if not path.exists():
         raise VqcodecError(f"{path}: no such model (give a checkpoint path or one of: {', '.join(NAMES)})")
