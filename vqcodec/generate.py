@@ -136,7 +136,7 @@ def choose_chunk(lengths: list[int], max_batch: int, min_chunk: int) -> int:
 @torch.no_grad()
 def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int],
                     temperature: float = 1.0, seed: int = 0, max_batch: int = 128,
-                    min_chunk: int = 50, max_chunk: int = 2500, warmup: int = 16, crossfade: int = 4,
+                    min_chunk: int = 32, max_chunk: int = 2500, warmup: int = 16, crossfade: int = 4,
                     progress: bool = False, threads: int | None = 1) -> list[np.ndarray]:
     """Decode token sequences (each (N,)) to float waveforms, segments side by side.
 
