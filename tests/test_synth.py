@@ -117,3 +117,43 @@ def test_heldout_voice_and_text(tmp_path):
     assert s["speakers"] == ["us3"]
     txts = list((tmp_path / "us3").glob("*.txt"))
     assert txts and all(synth.is_heldout_text(t.read_text().strip()) for t in txts)
+
+
+HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+
+
+@pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
+def test_espeak_voices_have_exact_timing_and_mapped_labels(tmp_path):
+    """espeak-ng formant voices: phone rows from the library's phoneme events cover the audio,
+    every label maps into the shared inventory, synthesis is reproducible call after call (the
+    library itself is not: each call runs in a fresh child process), corpora are deterministic."""
+    from vqcodec.data import espeak, synth
+
+    assert espeak.has_voice("en-us+m3") and not espeak.has_voice("en-us+nosuchvariant")
+    assert not espeak.has_voice("xx-nosuchlanguage")
+    text = ("The quick brown fox jumps over the lazy dog. Thinking about measure, judge, church, "
+            "water, better, butter. Hear the air near the pure cure; a bottle of fuel.")
+    for name in synth.ESPEAK_VOICES:
+        spk = synth.get_speaker(name)
+        rows = synth.pho(spk, text)
+        wav = synth.render(spk, rows, text)
+        assert abs(sum(d for _, d, _ in rows) / 1000 - len(wav) / 16000) <= 0.010
+        ivs = synth.phone_intervals(spk, rows, len(wav))
+        labels = [iv.label for iv in ivs]
+        assert all(lab in phones.PHONES for lab in labels)
+        assert sum(lab != "sil" for lab in labels) >= 40 and {"DH", "K", "W", "F", "JH", "CH"} <= set(labels)
+    first = espeak.synthesize("en-us+m3", text)
+    again = espeak.synthesize("en-us+m3", text)
+    assert (first[0] == again[0]).all() and first[2] == again[2]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    synth.synthesize(a, hours=0.006, voices=list(synth.ESPEAK_VOICES), seed=3, jobs=2, progress=False)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert {p.parts[0] for p in files} == set(synth.ESPEAK_VOICES)
+    for p in (p for p in files if p.suffix == ".wav"):
+        info = sf.info(str(a / p))
+        ivs = read_textgrid(a / p.with_suffix(".TextGrid"), "phones")
+        assert info.samplerate == 16000 and abs(ivs[-1].end - info.frames / 16000) <= 0.010
+    synth.synthesize(b, hours=0.006, voices=list(synth.ESPEAK_VOICES), seed=3, jobs=1, progress=False)
+    for p in files:
+        assert (a / p).read_bytes() == (b / p).read_bytes(), p

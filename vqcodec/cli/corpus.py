@@ -18,8 +18,9 @@ def corpus():
 @click.option("--hours", type=float, default=1.0, show_default=True,
               help="Total audio to make, split evenly over the voices.")
 @click.option("--voices", default=None,
-              help="Comma-separated synthetic speakers (default: all training speakers; "
-                   "us3 only when named, it is held out for evaluation).")
+              help="Comma-separated synthetic speakers (default: the 8 mbrola-based training "
+                   "speakers; espeak-ng formant voices esp_m3, esp_f2, esp_gb_m7 and the held-out us3 "
+                   "only when named; see --list-voices).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sentence choice.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: cores].")
 @click.option("--text", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
@@ -35,13 +36,15 @@ def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
     Examples:
       vqcodec corpus synth data/synth --hours 1
       vqcodec corpus synth data/eval_us3 --hours 0.1 --voices us3 --text heldout
+      vqcodec corpus synth data/more --hours 0.5 --voices us1,us2,en1,esp_m3,esp_f2,esp_gb_m7
     """
     from ..data import synth
 
     if list_voices:
         for name, spk in synth.SPEAKERS.items():
-            tag = "default" if name in synth.DEFAULT_VOICES else "held out"
-            click.echo(f"{name:10s} voice={spk.voice} speed={spk.speed} pitch={spk.pitch} "
+            tag = ("default" if name in synth.DEFAULT_VOICES else
+                   "held out" if name in synth.HELDOUT_VOICES else "optional")
+            click.echo(f"{name:10s} {spk.engine:6s} voice={spk.voice} speed={spk.speed} pitch={spk.pitch} "
                        f"f={spk.freq_ratio:g} vtl={spk.vtl_ratio:g} ({tag})")
         return
     if not out_dir:

@@ -13,7 +13,8 @@ made from them, keeping exact alignments, by changing
   * vocal-tract length: mbrola ``-l RATE`` reinterprets the diphone database as recorded at RATE
     Hz, shifting every formant by RATE/16000 while keeping the .pho timing in milliseconds; the
     result is resampled back to 16 kHz.
-espeak-ng's own (formant) voices are not used: they report no phone timing through ``--pho``.
+espeak-ng's own (formant) voices (``ESPEAK_VOICES``, not in the defaults) report no phone timing
+through ``--pho``; `vqcodec.data.espeak` gets it from libespeak-ng's phoneme events instead.
 
 Text: sentences from Debian's fortune files, the KJV bible (``bible``), WordNet glosses' example
 sentences and The Devil's Dictionary, cleaned to ASCII words and simple punctuation, 4-25 words.
@@ -50,13 +51,15 @@ LEAD_SILENCE_MS = 100  # a short pause before the first phone
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: an mbrola voice plus prosody and vocal-tract settings."""
+    """One synthetic speaker: an mbrola voice plus prosody and vocal-tract settings, or (engine
+    "espeak") one of espeak-ng's own formant voices."""
     name: str
-    voice: str               # mbrola voice: us1 | us2 | en1 | us3
+    voice: str               # mbrola voice: us1 | us2 | en1 | us3; espeak: e.g. "en-us+m3"
     speed: int = 175         # espeak-ng -s (words per minute)
     pitch: int = 50          # espeak-ng -p (0-99)
     freq_ratio: float = 1.0  # mbrola -f (multiplies all pitch points)
     vtl_ratio: float = 1.0   # mbrola -l = 16000 * vtl_ratio: formants scale by this
+    engine: str = "mbrola"   # "mbrola" | "espeak"
 
 
 SPEAKERS: dict[str, Speaker] = {s.name: s for s in [
@@ -68,25 +71,35 @@ SPEAKERS: dict[str, Speaker] = {s.name: s for s in [
     Speaker("us2_high", "us2", speed=195, pitch=70, freq_ratio=1.35, vtl_ratio=1.14),
     Speaker("us2_low", "us2", speed=145, pitch=30, freq_ratio=0.85, vtl_ratio=0.92),
     Speaker("en1_high", "en1", speed=160, pitch=65, freq_ratio=1.25, vtl_ratio=1.10),
+    # espeak-ng's own formant voices (not in the defaults: the shipped model never heard them).
+    Speaker("esp_m3", "en-us+m3", engine="espeak"),
+    Speaker("esp_f2", "en-us+f2", speed=165, pitch=60, engine="espeak"),
+    Speaker("esp_gb_m7", "en+m7", speed=160, pitch=35, engine="espeak"),
     # Held out for evaluation: never part of DEFAULT_VOICES.
     Speaker("us3", "us3"),
 ]}
 DEFAULT_VOICES: tuple[str, ...] = ("us1", "us2", "en1", "us1_low", "us1_high", "us2_high",
                                     "us2_low", "en1_high")
 HELDOUT_VOICES: tuple[str, ...] = ("us3",)
+ESPEAK_VOICES: tuple[str, ...] = ("esp_m3", "esp_f2", "esp_gb_m7")
 
 
 # ----------------------------------------------------------------------------------- tools
 
 def check_tools(voices: list[str] | tuple[str, ...] = DEFAULT_VOICES) -> None:
     """Raise MissingToolError (naming the Debian package) when anything needed is absent."""
+    speakers = [get_speaker(name) for name in voices]
     if shutil.which("espeak-ng") is None:
         raise MissingToolError("espeak-ng not found: apt-get install espeak-ng")
-    if shutil.which("mbrola") is None:
+    if any(s.engine == "mbrola" for s in speakers) and shutil.which("mbrola") is None:
         raise MissingToolError("mbrola not found: apt-get install mbrola (Debian contrib)")
-    for name in voices:
-        spk = get_speaker(name)
-        if not _voice_db(spk.voice).exists():
+    for spk in speakers:
+        if spk.engine == "espeak":
+            from . import espeak
+
+            if not espeak.has_voice(spk.voice):
+                raise MissingToolError(f"espeak-ng voice {spk.voice} not found: apt-get install espeak-ng-data")
+        elif not _voice_db(spk.voice).exists():
             raise MissingToolError(f"mbrola voice {spk.voice} not found ({_voice_db(spk.voice)}): "
                                    f"apt-get install mbrola-{spk.voice} (Debian non-free)")
 
@@ -218,7 +231,13 @@ def sentences(seed: int = 0, text: str = "train", salt: str = "") -> list[str]:
 # ------------------------------------------------------------------------------- synthesis
 
 def pho(speaker: Speaker, text: str) -> list[tuple[str, float, str]]:
-    """espeak-ng's .pho for `text`: (phone, duration_ms, rest-of-line pitch points)."""
+    """espeak-ng's .pho for `text`: (phone, duration_ms, rest-of-line pitch points). For an
+    espeak-engine speaker, the same rows from the library's phoneme events (no pitch points)."""
+    if speaker.engine == "espeak":
+        from . import espeak
+
+        _, _, rows = espeak.synthesize(speaker.voice, text, speaker.speed, speaker.pitch)
+        return [("_", float(LEAD_SILENCE_MS), "")] + [(p, d, "") for p, d in rows]
     cmd = ["espeak-ng", "-v", f"mb-{speaker.voice}", "-q", "-s", str(speaker.speed),
            "-p", str(speaker.pitch), "--pho", text]
     try:
@@ -236,9 +255,20 @@ def pho(speaker: Speaker, text: str) -> list[tuple[str, float, str]]:
     return [("_", float(LEAD_SILENCE_MS), "")] + rows
 
 
-def render(speaker: Speaker, rows: list[tuple[str, float, str]]) -> np.ndarray:
-    """Run mbrola on .pho rows; float32 mono at 16 kHz."""
+def render(speaker: Speaker, rows: list[tuple[str, float, str]], text: str = "") -> np.ndarray:
+    """Run mbrola on .pho rows (an espeak-engine speaker synthesizes `text` again: the library
+    is deterministic, so the audio matches its rows); float32 mono at 16 kHz."""
     import soundfile as sf
+
+    if speaker.engine == "espeak":
+        import soxr
+
+        from . import espeak
+
+        audio, sr, _ = espeak.synthesize(speaker.voice, text, speaker.speed, speaker.pitch)
+        lead = np.zeros(int(round(LEAD_SILENCE_MS * sr / 1000)), np.float32)
+        wav = np.concatenate([lead, audio.astype(np.float32) / 32768.0])
+        return np.ascontiguousarray(soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ"), dtype=np.float32)
 
     text = "".join(f"{p}\t{d:g}\t{rest}\n" for p, d, rest in rows)
     with tempfile.TemporaryDirectory(prefix="vqsynth") as tmp:
@@ -272,7 +302,10 @@ def phone_intervals(speaker: Speaker, rows: list[tuple[str, float, str]], num_sa
                     mapping: dict[str, str] | None = None) -> list[Interval]:
     """Phone tier from .pho rows: labels in the shared inventory, adjacent silences merged,
     last interval stretched (or trimmed) to end exactly at the wav length."""
-    mapping = mapping if mapping is not None else mbrola_map(speaker.voice)
+    if mapping is None:
+        from .espeak import ESPEAK_EN
+
+        mapping = ESPEAK_EN if speaker.engine == "espeak" else mbrola_map(speaker.voice)
     end_total = num_samples / SAMPLE_RATE
     out: list[list] = []
     t = 0.0
@@ -314,7 +347,7 @@ def _synth_one(job: Job) -> tuple[str, float]:
     if wav_path.exists() and tg_path.exists() and txt_path.exists():
         return job.utt_id, sf.info(str(wav_path)).frames / SAMPLE_RATE
     rows = list(job.rows) if job.rows else pho(spk, job.text)
-    wav = render(spk, rows)
+    wav = render(spk, rows, job.text)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak > 0.99:
         wav = wav * (0.99 / peak)
@@ -399,6 +432,6 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
             "out_dir": str(out_dir), "seed": seed, "text": text}
 
 
-__all__ = ["Speaker", "SPEAKERS", "DEFAULT_VOICES", "HELDOUT_VOICES", "check_tools", "get_speaker",
-           "clean_sentence", "all_sentences", "sentences", "is_heldout_text", "pho", "render",
+__all__ = ["Speaker", "SPEAKERS", "DEFAULT_VOICES", "HELDOUT_VOICES", "ESPEAK_VOICES", "check_tools",
+           "get_speaker", "clean_sentence", "all_sentences", "sentences", "is_heldout_text", "pho", "render",
            "phone_intervals", "plan", "synthesize"]
