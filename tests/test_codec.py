@@ -245,3 +245,36 @@ def test_skip_existing_resumes_a_corpus_encode(run, tmp_path):
     assert (out / "spk" / "b.vqc").exists()
     assert (out / "spk" / "a.vqc").stat().st_mtime_ns == before  # left alone
     assert run("encode", tmp_path / "in", "-o", out, "--skip-existing", "-f").exit_code != 0
+
+
+def test_encode_corpus_follows_the_training_config(models, tmp_path):
+    """encode-corpus reads the corpus as training did: one VCTK microphone, no held-out speakers,
+    no speakers the model lacks; every token file names its speaker in the header."""
+    import tomli_w
+
+    from vqcodec import codes
+    from vqcodec.data.tokens import load_token_corpus
+
+    root = tmp_path / "vctk" / "wav48_silence_trimmed"
+    for spk in ("us1", "us2", "p999"):
+        (root / spk).mkdir(parents=True)
+        for i in range(2):
+            for mic in ("mic1", "mic2"):
+                sf.write(str(root / spk / f"{spk}_00{i}_{mic}.flac"), _varied(0.3, i + (mic == "mic2")), 16000)
+    cfg = tiny_config().to_dict()
+    cfg["data"].update(corpus="vctk", root=str(tmp_path / "vctk"), vctk_mic="mic1", holdout_speakers=["us2"],
+                       valid_fraction=0.0, test_fraction=0.0)
+    (tmp_path / "c.toml").write_text(tomli_w.dumps(cfg))
+    out = tmp_path / "tokens"
+    r = CliRunner().invoke(cli, ["encode-corpus", str(tmp_path / "c.toml"), "-o", str(out), "-m", models["main"]])
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.vqc")) == ["us1/us1_000.vqc", "us1/us1_001.vqc"]
+    codec = load_model(models["main"])
+    for name in ("us1_000", "us1_001"):
+        tf = codes.read(out / "us1" / f"{name}.vqc")
+        assert tf.speaker == "us1"
+        np.testing.assert_array_equal(tf.tokens, codec.encode_file(root / "us1" / f"{name}_mic1.flac"))
+    assert [(u, s) for u, s, _ in load_token_corpus(out)] == [("us1/us1_000", "us1"), ("us1/us1_001", "us1")]
+    r = CliRunner().invoke(cli, ["encode-corpus", str(tmp_path / "c.toml"), "-o", str(out), "-m", models["main"],
+                                 "--skip-existing"])
+    assert r.exit_code == 0 and "skipping 2 file" in r.output

@@ -6,10 +6,9 @@ cd "$(dirname "$0")/../.."
 R=runs/librispeech
 NPROC=${NPROC:-1}
 if [ "$NPROC" -gt 1 ]; then TRAIN="torchrun --standalone --nproc_per_node $NPROC -m vqcodec train"; else TRAIN="vqcodec train"; fi
-ROOT=$(python3 -c "from vqcodec.config import load_config; print(load_config('recipes/librispeech/config.toml').data.root)")
 
 $TRAIN vqvae recipes/librispeech/config.toml --resume
-vqcodec encode "$ROOT" -o data/librispeech/tokens --model $R/vqvae/checkpoint.pt --skip-existing
+vqcodec encode-corpus recipes/librispeech/config.toml -o data/librispeech/tokens --model $R/vqvae/checkpoint.pt --skip-existing
 $TRAIN prior recipes/librispeech/prior.toml --resume
 vqcodec train export $R/vqvae/checkpoint.pt $R/vqcodec-librispeech.pt
 vqcodec train export $R/prior/checkpoint.pt $R/vqcodec-librispeech-prior.pt

@@ -7,7 +7,7 @@ R=runs/synth
 
 bash recipes/synth/make_corpus.sh                                   # data/synth/{train,eval_text,eval_us3}
 vqcodec train vqvae recipes/synth/config.toml --resume              # -> $R/vqvae/checkpoint.pt
-vqcodec encode data/synth/train -o data/synth/tokens --model $R/vqvae/checkpoint.pt --skip-existing
+vqcodec encode-corpus recipes/synth/config.toml -o data/synth/tokens --model $R/vqvae/checkpoint.pt --skip-existing
 vqcodec train prior recipes/synth/prior.toml --resume               # -> $R/prior/checkpoint.pt
 vqcodec train export $R/vqvae/checkpoint.pt $R/vqcodec-synth.pt
 vqcodec train export $R/prior/checkpoint.pt $R/vqcodec-synth-prior.pt

@@ -6,10 +6,9 @@ cd "$(dirname "$0")/../.."
 R=runs/vctk
 NPROC=${NPROC:-1}
 if [ "$NPROC" -gt 1 ]; then TRAIN="torchrun --standalone --nproc_per_node $NPROC -m vqcodec train"; else TRAIN="vqcodec train"; fi
-ROOT=$(python3 -c "from vqcodec.config import load_config; print(load_config('recipes/vctk/config.toml').data.root)")
 
 $TRAIN vqvae recipes/vctk/config.toml --resume
-vqcodec encode "$ROOT" -o data/vctk/tokens --model $R/vqvae/checkpoint.pt --skip-existing
+vqcodec encode-corpus recipes/vctk/config.toml -o data/vctk/tokens --model $R/vqvae/checkpoint.pt --skip-existing
 $TRAIN prior recipes/vctk/prior.toml --resume
 vqcodec train export $R/vqvae/checkpoint.pt $R/vqcodec-vctk.pt
 vqcodec train export $R/prior/checkpoint.pt $R/vqcodec-vctk-prior.pt

@@ -165,6 +165,54 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
     _run_batch(jobs, work, "encoding", failures)
 
 
+@cli.command("encode-corpus")
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--output", "-o", required=True, help="Folder for the token tree: OUT/SPEAKER/UTT.vqc.")
+@MODEL_OPTION
+@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist alone (resume).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set data.root=/data/VCTK (repeatable).")
+def encode_corpus(config_path, output, model_name, skip_existing, overrides):
+    """Encode the corpus a VQ-VAE config trained on, for its prior.
+
+    Reads CONFIG's [data] corpus the way training did (VCTK's chosen microphone only, held-out
+    speakers and the test subset left out) and writes OUT/SPEAKER/UTT.vqc, each with its speaker
+    in the header, which `vqcodec train prior` reads. Resumable with --skip-existing; failures
+    are listed at the end.
+
+    \b
+    Examples:
+      vqcodec encode-corpus recipes/synth/config.toml -m runs/synth/vqvae/checkpoint.pt -o data/synth/tokens
+      vqcodec encode-corpus recipes/vctk/config.toml -m runs/vctk/vqvae/checkpoint.pt -o data/vctk/tokens --skip-existing
+    """
+    from ..config import load_config
+    from ..data.prepare import utterances_to_encode
+
+    cfg = load_config(config_path, list(overrides))
+    codec = _load(model_name)
+    utts = [u for u in utterances_to_encode(cfg) if u.speaker in codec.speakers]
+    if not utts:
+        raise VqcodecError(f"{cfg.data.root}: no utterances of the model's speakers to encode")
+    jobs = [(u.path, Path(output) / u.speaker / f"{u.utt_id}{codes.SUFFIX}") for u in utts]
+    speaker_of = {u.path: u.speaker for u in utts}
+    if skip_existing:
+        todo = [(src, dst) for src, dst in jobs if not dst.exists()]
+        if len(todo) < len(jobs):
+            _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
+        jobs = todo
+
+    def work(src: Path, dst: Path):
+        tokens, num_samples = codec._encode_file(src)
+        tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
+                             hop=codec.hop, codebook_size=codec.codebook_size,
+                             model_id=codec.model_id, speaker=speaker_of[src])
+        codes.write(dst, tf, force=True)
+
+    click.echo(f"encoding {len(jobs)} utterance(s) of {len({u.speaker for u in utts})} speaker(s) -> {output}",
+               err=True)
+    _run_batch(jobs, work, "encoding", [])
+
+
 def _note(text: str) -> None:
     tqdm.write(text, file=click.get_text_stream("stderr"))
 

@@ -68,6 +68,20 @@ def vqvae_items(cfg: Config, progress: bool = True):
     return train_items, valid_items, speakers
 
 
+def utterances_to_encode(cfg: Config) -> list[Utterance]:
+    """The utterances a VQ-VAE config trained on (its train and valid subsets: the corpus as the
+    config reads it, one VCTK microphone, held-out speakers and the test subset left out), for
+    encoding to the tokens its prior trains on."""
+    d = cfg.data
+    if not d.root:
+        raise VqcodecError("config [data] root is empty: point it at the corpus")
+    utts = load_corpus(d.corpus, d.root, **({"mic": d.vctk_mic} if d.corpus == "vctk" else {}))
+    if d.max_utterances:
+        utts = utts[:d.max_utterances]
+    parts = split(utts, d.valid_fraction, d.test_fraction, d.seed, d.holdout_speakers)
+    return parts["train"] + parts["valid"]
+
+
 def prior_items(cfg: Config, codec):
     """(train_items, valid_items, speakers) of token sequences made by `codec`'s model."""
     d = cfg.data
