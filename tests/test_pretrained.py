@@ -1,6 +1,7 @@
 """The shipped model in pretrained/ loads safely and round-trips the shipped example."""
 
 import numpy as np
+import pytest
 import torch
 
 import vqcodec
@@ -50,11 +51,8 @@ def test_shipped_names_resolve_from_an_installed_copy_and_fail_clearly(tmp_path,
     monkeypatch.delenv("VQCODEC_PRETRAINED", raising=False)
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "no_clone")
     monkeypatch.setattr(pretrained, "INSTALLED_DIR", tmp_path / "share")
-    try:
+    with pytest.raises(VqcodecError, match=r"missing[\s\S]*--model PATH"):
         pretrained.resolve("default")
-        raise AssertionError("resolved a model that is not there")
-    except VqcodecError as e:
-        assert "missing" in str(e) and "--model PATH" in str(e)
     (tmp_path / "share").mkdir()
     (tmp_path / "share" / NAMES["default"]).write_bytes((PRETRAINED_DIR / NAMES["default"]).read_bytes())
     assert pretrained.resolve("default") == tmp_path / "share" / NAMES["default"]

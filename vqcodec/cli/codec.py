@@ -142,10 +142,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
     failures += clashes
     if skip_existing:
-        todo = [(src, dst) for src, dst in jobs if not dst.exists()]
-        if len(todo) < len(jobs):
-            _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
-        jobs = todo
+        jobs = _without_existing(jobs)
     told = set()
 
     def work(src: Path, dst: Path):
@@ -154,13 +151,9 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
         if sr != codec.sample_rate and sr not in told:
             told.add(sr)
             _note(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz")
-        tokens, num_samples = codec._encode_file(src, chunk_seconds)
-        tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
-                             hop=codec.hop, codebook_size=codec.codebook_size,
-                             model_id=codec.model_id, speaker=_speaker_of(src, codec))
-        codes.write(dst, tf, force=force)
+        tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds)
         if len(jobs) == 1:
-            click.echo(f"{dst}: {len(tokens)} tokens, {tf.duration_s:.2f} s, {tf.bitrate:.0f} bit/s")
+            click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {tf.bitrate:.0f} bit/s")
 
     _run_batch(jobs, work, "encoding", failures)
 
@@ -196,21 +189,32 @@ def encode_corpus(config_path, output, model_name, skip_existing, overrides):
     jobs = [(u.path, Path(output) / u.speaker / f"{u.utt_id}{codes.SUFFIX}") for u in utts]
     speaker_of = {u.path: u.speaker for u in utts}
     if skip_existing:
-        todo = [(src, dst) for src, dst in jobs if not dst.exists()]
-        if len(todo) < len(jobs):
-            _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
-        jobs = todo
+        jobs = _without_existing(jobs)
 
     def work(src: Path, dst: Path):
-        tokens, num_samples = codec._encode_file(src)
-        tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
-                             hop=codec.hop, codebook_size=codec.codebook_size,
-                             model_id=codec.model_id, speaker=speaker_of[src])
-        codes.write(dst, tf, force=True)
+        _encode_to(codec, src, dst, speaker_of[src], force=True)
 
     click.echo(f"encoding {len(jobs)} utterance(s) of {len({u.speaker for u in utts})} speaker(s) -> {output}",
                err=True)
     _run_batch(jobs, work, "encoding", [])
+
+
+def _without_existing(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """--skip-existing: drop the jobs whose output is already there (saying how many)."""
+    todo = [(src, dst) for src, dst in jobs if not dst.exists()]
+    if len(todo) < len(jobs):
+        _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
+    return todo
+
+
+def _encode_to(codec, src: Path, dst: Path, speaker: str, force: bool, chunk_seconds: float = 5.0):
+    """Encode the audio file src into the .vqc file dst (atomically); returns the TokenFile."""
+    tokens, num_samples = codec._encode_file(src, chunk_seconds)
+    tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
+                         hop=codec.hop, codebook_size=codec.codebook_size, model_id=codec.model_id,
+                         speaker=speaker)
+    codes.write(dst, tf, force=force)
+    return tf
 
 
 def _note(text: str) -> None:

@@ -6,12 +6,19 @@ from pathlib import Path
 import click
 
 from . import cli
+from ..errors import VqcodecError
 
 
 def _load_codec(model: str):
     import vqcodec
 
     return vqcodec.load_model(model)
+
+
+def _require_speaker(codec, model: str, speaker: str) -> None:
+    if speaker not in list(codec.speakers):
+        raise VqcodecError(f"model {model!r} has no speaker {speaker!r} "
+                           f"(it knows: {', '.join(codec.speakers) or 'none'})")
 
 
 def _baseline_names(spec: str) -> list[str]:
@@ -63,7 +70,6 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
       vqcodec eval -m runs/vqvae/last.pt data/test --limit 20 -o reports/run1
       vqcodec eval data/synth/eval_us3 --speaker us2 -t 0.8 -o reports/us3   # unseen voice
     """
-    from ..errors import VqcodecError
     from ..evaluation import baselines, report
 
     names = _baseline_names(baseline_spec)
@@ -74,9 +80,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     systems = {}
     if not no_model:
         codec = _load_codec(model)
-        if fallback_speaker is not None and fallback_speaker not in list(codec.speakers):
-            raise VqcodecError(f"model {model!r} has no speaker {fallback_speaker!r} "
-                               f"(it knows: {', '.join(codec.speakers) or 'none'})")
+        if fallback_speaker is not None:
+            _require_speaker(codec, model, fallback_speaker)
         label = f"vqcodec ({model})" if temperature == 1.0 else f"vqcodec ({model}, T={temperature:g})"
         systems[label] = report.CodecSystem(
             codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
@@ -124,7 +129,6 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
     import numpy as np
 
     from ..audio import resample
-    from ..errors import VqcodecError
     from ..evaluation import report
     from ..evaluation.metrics import _voice_encoder
 
@@ -142,9 +146,7 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
         raise VqcodecError(f"no real utterances of {target!r}: expected {data_dir / target}/*.wav "
                            f"or pass --target-refs")
     codec = _load_codec(model)
-    if target not in list(codec.speakers):
-        raise VqcodecError(f"model {model!r} has no speaker {target!r} "
-                           f"(it knows: {', '.join(codec.speakers) or 'none'})")
+    _require_speaker(codec, model, target)
     sources = [(p, s) for p, s in files if s is not None and s != target]
     if limit and limit > 0:
         sources = sources[:limit]

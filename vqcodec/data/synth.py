@@ -256,8 +256,9 @@ def pho(speaker: Speaker, text: str) -> list[tuple[str, float, str]]:
 
 
 def render(speaker: Speaker, rows: list[tuple[str, float, str]], text: str = "") -> np.ndarray:
-    """Run mbrola on .pho rows (an espeak-engine speaker synthesizes `text` again: the library
-    is deterministic, so the audio matches its rows); float32 mono at 16 kHz."""
+    """Run mbrola on .pho rows (an espeak-engine speaker synthesizes `text` again; each
+    synthesis runs in a fresh process, so the audio is the one its rows were read from);
+    float32 mono at 16 kHz."""
     import soundfile as sf
 
     if speaker.engine == "espeak":
