@@ -29,6 +29,12 @@ def _baseline_names(spec: str) -> list[str]:
     return [baselines.canonical_name(n) for n in spec.split(",") if n.strip()]
 
 
+def _listen_option(f):
+    return click.option("--listen", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
+                        help="Players and spectrograms for the first N files in OUT/index.html "
+                             "(all files still count in the tables; 0: tables only).")(f)
+
+
 @cli.command("eval")
 @click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", default="default", show_default=True,
@@ -41,22 +47,25 @@ def _baseline_names(spec: str) -> list[str]:
 @click.option("--limit", type=int, default=0, metavar="N",
               help="Use at most N files, taken round-robin across speakers (0: all).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for report.json, report.csv and spectrograms.png.")
+              help="Folder for report.json, report.csv, spectrograms.png and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
 @click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
               help="Decoder sampling temperature (below 1: less noise, flatter detail).")
 @click.option("-s", "--speaker", "fallback_speaker", default=None, metavar="ID",
               help="Voice for files whose speaker the model does not know [default: its first speaker].")
+@_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, fallback_speaker,
-             quiet):
+             listen, quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
     Every file is encoded and decoded by each system, delay-compensated against the original and
     scored; per-file and mean numbers go to OUT/report.json and report.csv, a spectrogram
-    comparison of the first file to OUT/spectrograms.png, and a table to stdout. The model decodes
-    each file with its source speaker when it knows it, else with --speaker or its first speaker
-    (noted).
+    comparison of the first file to OUT/spectrograms.png, and a table to stdout. OUT/index.html
+    is a listening page: the table, then players, scores and spectrograms of the original and
+    every system for the first --listen files (wavs and PNGs in OUT/listen/, relative links).
+    The model decodes each file with its source speaker when it knows it, else with --speaker or
+    its first speaker (noted).
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
 
     \b
@@ -69,8 +78,9 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
       vqcodec eval --no-model data/test --baselines codec2-3200,opus-6k -o reports/baselines
       vqcodec eval -m runs/vqvae/last.pt data/test --limit 20 -o reports/run1
       vqcodec eval data/synth/eval_us3 --speaker us2 -t 0.8 -o reports/us3   # unseen voice
+      vqcodec eval data/test --listen 3 -o reports/small && xdg-open reports/small/index.html
     """
-    from ..evaluation import baselines, report
+    from ..evaluation import baselines, html, report
 
     names = _baseline_names(baseline_spec)
     if no_model and not names:
@@ -89,9 +99,13 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     for n in names:
         systems[n] = baselines.get(n)
     click.echo(f"evaluating {len(systems)} system(s) on {len(files)} file(s) from {data_dir}", err=True)
-    report.evaluate([p for p, _ in files], systems, out_dir, notes=notes, progress=not quiet,
-                    echo=click.echo)
-    click.echo(f"wrote {out_dir / 'report.json'}, report.csv, spectrograms.png", err=True)
+    keep = [str(p) for p, _ in files[:listen]]
+    systems = {name: html.Recorder(system, keep) for name, system in systems.items()}
+    result = report.evaluate([p for p, _ in files], systems, out_dir, notes=notes, progress=not quiet,
+                             echo=click.echo)
+    html.write_eval_page(out_dir, result, systems, listen, result["sample_rate"], source=str(data_dir),
+                         speakers={str(p): s for p, s in files})
+    click.echo(f"wrote {out_dir / 'report.json'}, report.csv, spectrograms.png, index.html", err=True)
 
 
 @cli.command("eval-convert")
@@ -107,20 +121,22 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.option("--refs-per-speaker", type=int, default=10, show_default=True,
               help="Real utterances averaged into each speaker's reference embedding.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for convert.json and convert.csv.")
+              help="Folder for convert.json, convert.csv and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="Decoder sampling temperature.")
+@_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speaker, out_dir, seed, temperature,
-                     quiet):
+                     listen, quiet):
     """Voice conversion: is converted speech closer to the target speaker than to the source?
 
     Every file of a speaker other than SPEAKER in DATA_DIR/SPEAKER_X/*.wav is encoded and decoded
     as SPEAKER. Speaker similarity is the cosine of resemblyzer embeddings (needs
     `pip install webrtcvad-wheels && pip install resemblyzer --no-deps`) of the converted speech
     against SPEAKER's real utterances, against the source speaker's, and (before conversion) of
-    the original against SPEAKER. Writes OUT/convert.json and convert.csv.
+    the original against SPEAKER. Writes OUT/convert.json, convert.csv and OUT/index.html, a
+    listening page (source, a real utterance of SPEAKER, converted) for the first --listen files.
 
     \b
     Example:
@@ -128,8 +144,8 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
     """
     import numpy as np
 
-    from ..audio import resample
-    from ..evaluation import report
+    from ..audio import load, resample
+    from ..evaluation import html, report
     from ..evaluation.metrics import _voice_encoder
 
     _voice_encoder()  # fail early with the install hint
@@ -160,6 +176,9 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
         return resample(out, int(codec.sample_rate), sr)
 
     speaker_refs = {s: ps[:refs_per_speaker] for s, ps in by_speaker.items()}
-    report.evaluate_conversion(sources, convert, target, refs[:refs_per_speaker], speaker_refs, out_dir,
-                               progress=not quiet, echo=click.echo)
-    click.echo(f"wrote {out_dir / 'convert.json'}, convert.csv", err=True)
+    recorder = html.ConvertRecorder(convert, listen)
+    result = report.evaluate_conversion(sources, recorder, target, refs[:refs_per_speaker], speaker_refs, out_dir,
+                                        progress=not quiet, echo=click.echo)
+    sr = report.SAMPLE_RATE
+    html.write_convert_page(out_dir, result, recorder, load(refs[0], sr), sr, source=str(data_dir))
+    click.echo(f"wrote {out_dir / 'convert.json'}, convert.csv, index.html", err=True)
