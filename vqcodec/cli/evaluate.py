@@ -59,8 +59,9 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
              listen, quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
-    Every file is encoded and decoded by each system, delay-compensated against the original and
-    scored; per-file and mean numbers go to OUT/report.json and report.csv, a spectrogram
+    Every file is encoded and decoded by each system and scored against the original; a classical
+    codec's delay (measured once per codec on probe signals) is removed first, vqcodec's output is
+    scored as it comes (lag 0; the table's `lag ms` column shows each system's); per-file and mean numbers go to OUT/report.json and report.csv, a spectrogram
     comparison of the first file to OUT/spectrograms.png, and a table to stdout. OUT/index.html
     is a listening page: the table, then players, scores and spectrograms of the original and
     every system for the first --listen files (wavs and PNGs in OUT/listen/, relative links).

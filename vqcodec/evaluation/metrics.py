@@ -2,7 +2,10 @@
 
 All functions take 1-D float arrays. PESQ and STOI are thin wrappers over the pip packages
 `pesq` and `pystoi`; a missing package raises MissingToolError with the pip command.
-Codecs delay the signal (codec2 by 14-28 ms): run `align` before scoring, or STOI collapses.
+Classical codecs delay the signal (codec2 by ~20 ms): `vqcodec.evaluation.baselines` measures each
+codec's delay once with `envelope_delay` on a probe signal, and the report removes exactly that
+delay (`shift`) before scoring. Per-file waveform cross-correlation is not used for alignment: for
+a codec that synthesises its waveform (vqcodec, codec2's low modes) its peak is meaningless.
 """
 from __future__ import annotations
 
@@ -56,14 +59,25 @@ def shift(deg, lag: int, length: int | None = None) -> np.ndarray:
     return deg
 
 
-def align(ref, deg, max_lag_s: float = 0.1, sr: int = 16000) -> tuple[np.ndarray, np.ndarray, int]:
-    """Compensate the delay of `deg` relative to `ref` by cross-correlation, then trim both to
-    equal length. Returns (ref, deg, lag_samples) where lag > 0 means `deg` was late."""
-    ref = np.asarray(ref, dtype=np.float32).reshape(-1)
-    lag = estimate_delay(ref, deg, sr, max_lag_s)
-    deg = shift(deg, lag)
-    ref, deg = _equal_length(ref, deg)
-    return ref, deg, lag
+def envelope_delay(ref, deg, sr: int = 16000, max_lag_s: float = 0.1, win_s: float = 0.005) -> int:
+    """Samples by which `deg` lags `ref`, from the cross-correlation of their log-energy envelopes
+    (energy smoothed over `win_s`). Unlike waveform cross-correlation it does not need the codec
+    to keep the waveform's phase, which codec2 does not; resolution is a few samples."""
+    from scipy.signal import correlate
+
+    def env(x):
+        win = max(1, int(round(win_s * sr)))
+        e = np.log(np.convolve(_mono(x) ** 2, np.ones(win) / win, mode="same") + 1e-6)
+        return e - e.mean()
+
+    ref, deg = _mono(ref), _mono(deg)
+    if len(ref) == 0 or len(deg) == 0:
+        return 0
+    max_lag = int(round(max_lag_s * sr))
+    xc = correlate(env(deg), env(ref), mode="full", method="fft")
+    zero = len(ref) - 1
+    lo, hi = max(0, zero - max_lag), min(len(xc), zero + max_lag + 1)
+    return int(np.argmax(xc[lo:hi]) + lo - zero)
 
 
 # --------------------------------------------------------------------------- quality metrics
@@ -164,5 +178,5 @@ def speaker_similarity(wav_a, wav_b, sr: int = 16000) -> float:
     return float(np.dot(speaker_embedding(wav_a, sr), speaker_embedding(wav_b, sr)))
 
 
-__all__ = ["align", "estimate_delay", "shift", "pesq_wb", "stoi", "mel_distance", "log_mel",
+__all__ = ["estimate_delay", "envelope_delay", "shift", "pesq_wb", "stoi", "mel_distance", "log_mel",
            "speaker_similarity", "speaker_embedding"]

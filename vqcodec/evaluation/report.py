@@ -2,8 +2,11 @@
 
 A *system* is any callable `(wav, sr) -> (decoded_wav_16k, bits_per_second)`. A system may also
 accept a keyword argument `source` (the file's Path), e.g. to pick the decoding speaker from the
-file's folder. Every decoded signal is delay-compensated against the reference (`metrics.align`)
-before scoring. A system whose tool is missing (MissingToolError) is skipped with a note; a
+file's folder. A system may declare `delay_samples` (the delay of its output, e.g. a classical
+codec's, measured once per system: `baselines.Baseline`); exactly that delay is removed before
+scoring, and it is the `lag_ms` reported for the system. A system that declares none (vqcodec
+keeps time) is scored at lag 0: no per-file cross-correlation, which for a codec that synthesises
+its waveform finds meaningless lags and wrecks STOI. A system whose tool is missing (MissingToolError) is skipped with a note; a
 VqcodecError on one file skips that file for that system with a note. The run never stops for
 either.
 
@@ -43,11 +46,18 @@ def _nanmean(values: Iterable[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def delay_of(system) -> int:
+    """The delay (samples) a system declares for its output; 0 when it declares none."""
+    return int(getattr(system, "delay_samples", 0) or 0)
+
+
 def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[str] | None = None,
-          max_lag_s: float = 0.1) -> dict:
-    """Align `deg` to `ref`, then PESQ-WB, STOI and mel distance. A metric whose package is
-    missing is None (and noted once in `notes`)."""
-    ref_a, deg_a, lag = metrics.align(ref, deg, max_lag_s=max_lag_s, sr=sr)
+          lag: int = 0) -> dict:
+    """Remove `lag` samples of delay from `deg` (see `metrics.shift`), cut both to the reference's
+    length, then PESQ-WB, STOI and mel distance. A metric whose package is missing is None (and
+    noted once in `notes`)."""
+    ref_a = np.asarray(ref, dtype=np.float32).reshape(-1)
+    deg_a = metrics.shift(deg, lag, length=len(ref_a))
     out: dict = {"lag_ms": round(1000.0 * lag / sr, 2)}
     funcs = {"pesq_wb": metrics.pesq_wb, "stoi": metrics.stoi, "mel_distance": metrics.mel_distance}
     for name, fn in funcs.items():
@@ -101,11 +111,11 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
                 notes.append(f"{name} failed on {path.name}: {e}")
                 continue
             deg = np.asarray(deg, dtype=np.float32).reshape(-1)
-            row = {"file": str(path), **score(ref, deg, sample_rate, notes), "bitrate_bps": float(bps)}
+            lag = delay_of(system)
+            row = {"file": str(path), **score(ref, deg, sample_rate, notes, lag=lag), "bitrate_bps": float(bps)}
             rows[name].append(row)
             if i == 0:
-                first_outputs[name] = metrics.shift(deg, int(round(row["lag_ms"] * sample_rate / 1000)),
-                                                    length=len(ref))
+                first_outputs[name] = metrics.shift(deg, lag, length=len(ref))
 
     report = {
         "sample_rate": sample_rate,
@@ -118,8 +128,9 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
     }
     for name in systems:
         mean = {c: _nanmean(r.get(c) for r in rows[name]) for c in COLUMNS}
+        lag_ms = rows[name][0]["lag_ms"] if rows[name] else None
         report["systems"][name] = {"skipped": skipped.get(name), "num_files": len(rows[name]),
-                                   "mean": mean, "per_file": rows[name]}
+                                   "lag_ms": lag_ms, "mean": mean, "per_file": rows[name]}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "report.json") as tmp:
@@ -164,9 +175,10 @@ def _fmt_csv(v) -> str:
 def format_table(report: dict) -> str:
     """One plain-text table: a row per system with mean metrics, then the notes."""
     w = max([22] + [len(n) + 2 for n in report["systems"]])
-    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}"
+    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}{'lag ms':>8}"
     lines = [f"means over {report['num_files']} file(s) "
-             f"(PESQ-WB, STOI: higher is better; mel distance: lower is better)", header,
+             f"(PESQ-WB, STOI: higher is better; mel distance: lower is better; lag: the system's "
+             f"declared delay, removed before scoring)", header,
              "-" * len(header)]
     for name, s in report["systems"].items():
         if s["skipped"]:
@@ -178,7 +190,7 @@ def format_table(report: dict) -> str:
             return format(v, fmt) if v is not None else "-"
         kbps = m["bitrate_bps"] / 1000 if m["bitrate_bps"] is not None else None
         lines.append(f"{name:<{w}}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
-                     f"{f(m['mel_distance'], '10.3f')}{f(kbps, '8.2f')}")
+                     f"{f(m['mel_distance'], '10.3f')}{f(kbps, '8.2f')}{f(s.get('lag_ms'), '8.1f')}")
     for n in report["notes"]:
         lines.append(f"note: {n}")
     return "\n".join(lines)
@@ -250,7 +262,8 @@ class CodecSystem:
     sample_rate) as an evaluation system: encode, decode with the file's own speaker when the
     model knows it (else `fallback_speaker` or the model's first speaker, noted once per unknown
     speaker), resample to
-    the evaluation rate, report `codec.bitrate`."""
+    the evaluation rate, report `codec.bitrate`. Declares the codec's `delay_samples` (0 when the
+    codec has none: vqcodec's decoder output is time-aligned with its input)."""
 
     def __init__(self, codec, speaker_of: dict | None = None, notes: list[str] | None = None,
                  temperature: float = 1.0, seed: int = 0, fallback_speaker: str | None = None):
@@ -260,6 +273,7 @@ class CodecSystem:
         self.notes = notes if notes is not None else []
         self.temperature = temperature
         self.seed = seed
+        self.delay_samples = int(getattr(codec, "delay_samples", 0) or 0)
         self._noted: set = set()
 
     def speaker_for(self, source) -> str | None:
@@ -355,5 +369,5 @@ def evaluate_conversion(sources: Sequence[tuple[str | os.PathLike, str]], conver
     return report
 
 
-__all__ = ["evaluate", "score", "collect_files", "CodecSystem", "format_table", "plot_spectrograms", "evaluate_conversion",
+__all__ = ["evaluate", "score", "delay_of", "collect_files", "CodecSystem", "format_table", "plot_spectrograms", "evaluate_conversion",
            "METRICS", "COLUMNS"]
