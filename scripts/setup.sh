@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs vqcodec and what its commands, tests and recipes use. Idempotent; run from anywhere.
 #   bash scripts/setup.sh          # python packages only
-#   bash scripts/setup.sh --system # also the Debian tools (espeak-ng, mbrola voices, codec2, opus, sox)
+#   bash scripts/setup.sh --system # also the Debian tools (espeak-ng, mbrola voices, codec2, opus, sox,
+#                                  chromium for the listening-report browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 if [ "${1:-}" = "--system" ]; then
   need=()
-  for tool in espeak-ng mbrola c2enc opusenc sox; do command -v "$tool" >/dev/null || need+=("$tool"); done
+  for tool in espeak-ng mbrola c2enc opusenc sox chromium; do command -v "$tool" >/dev/null || need+=("$tool"); done
   for voice in us1 us2 en1 us3; do [ -e "/usr/share/mbrola/$voice/$voice" ] || need+=("mbrola-$voice"); done
   [ -d /usr/share/games/fortunes ] || need+=(fortunes)
   if [ ${#need[@]} -gt 0 ]; then
@@ -24,7 +25,7 @@ if [ "${1:-}" = "--system" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng mbrola mbrola-us1 mbrola-us2 \
       mbrola-en1 mbrola-us3 sox codec2 opus-tools fortune-mod fortunes bible-kjv wordnet-base \
-      dict-devil wamerican >/dev/null
+      dict-devil wamerican chromium >/dev/null
   fi
 fi
 

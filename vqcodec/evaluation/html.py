@@ -223,6 +223,7 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
         body = _render_blocks(tmp, blocks, sample_rate)
         page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
                 f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                f"<link rel='icon' href='data:,'>"  # no favicon request
                 f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
                 f"<h1>{html.escape(title)}</h1>\n{intro_html}\n{summary_html}\n{body}\n"
                 f"<script>{JS}</script>\n</body></html>\n")
