@@ -21,6 +21,7 @@ setup(
         "soxr",
         "click>=8",
         "tqdm",
+        "constriction>=0.4",  # range coder for entropy-coded .vqc files (vqcodec/entropy.py)
         "tomli>=1.1; python_version<'3.11'",
         "tomli-w",
     ],

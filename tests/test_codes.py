@@ -1,4 +1,5 @@
-"""The .vqc token file: lossless round trips, exact bit packing, and clear FormatErrors."""
+"""The .vqc token file: lossless round trips, exact bit packing, format version 2 fields, version-1
+files still read, and clear FormatErrors. Entropy-coded payloads: tests/test_entropy.py."""
 from __future__ import annotations
 
 import struct
@@ -46,7 +47,7 @@ def test_bits_per_token_and_exact_size(k, bits):
         tf = make(k, n, speaker="")
         data = codes.to_bytes(tf)
         header = len(codes.MAGIC) + 1 + codes._FIXED.size
-        assert len(data) == header + (n * bits + 7) // 8 + 4
+        assert len(data) == header + (n * bits + 7) // 8 + 4 + 4  # payload, token CRC, CRC
         assert tf.bits_per_token == bits
 
 
@@ -106,7 +107,7 @@ def test_empty_and_trailing():
 
 def test_corrupt_payload_and_crc():
     data = bytearray(codes.to_bytes(make(512, 100)))
-    data[60] ^= 0x10
+    data[80] ^= 0x10
     with pytest.raises(FormatError, match="CRC mismatch"):
         codes.from_bytes(bytes(data))
     data = bytearray(codes.to_bytes(make(512, 100)))
@@ -125,8 +126,11 @@ def test_wrong_magic():
 
 def test_wrong_version():
     data = bytearray(codes.to_bytes(make(512, 10)))
-    data[4] = 2
-    with pytest.raises(FormatError, match="unsupported format version 2"):
+    data[4] = 3
+    with pytest.raises(FormatError, match="unsupported format version 3.*upgrade"):
+        codes.from_bytes(bytes(data))
+    data[4] = 0
+    with pytest.raises(FormatError, match="unsupported format version 0"):
         codes.from_bytes(bytes(data))
 
 
@@ -166,8 +170,98 @@ def test_bad_values_refused_on_write():
         TokenFile(np.zeros((2, 2), dtype=int), 16000, 64, 64, 512, MID)
 
 
+def v1_bytes(tf: TokenFile) -> bytes:
+    """A format-version-1 file, built with the old layout (the library only writes version 2)."""
+    bits = codes.bits_per_token(tf.codebook_size)
+    speaker = tf.speaker.encode()
+    body = (codes.MAGIC + bytes([1]) + struct.pack("<IQIIBQ8sB", tf.sample_rate, tf.num_samples, tf.hop,
+                                                    tf.codebook_size, bits, tf.num_tokens,
+                                                    bytes.fromhex(tf.model_id), len(speaker))
+            + speaker + codes.pack_bits(tf.tokens, bits))
+    return _recrc(body)
+
+
+@pytest.mark.parametrize("k,n", [(512, 0), (512, 1), (512, 251), (2, 9), (1000, 33)])
+def test_version_1_files_still_read(k, n):
+    tf = make(k, n, speaker="p225", seed=n)
+    data = v1_bytes(tf)
+    back = codes.from_bytes(data, expect_model_id=MID)
+    assert back == tf and back.version == 1
+    assert back.gain == 1.0 and back.voice.size == 0 and back.prior_id == ""
+    info = codes.describe(back)
+    assert info["format_version"] == 1 and info["file_bytes"] == len(data)
+    assert info["total_bitrate_bps"] == info["bitrate_bps"]  # no side information in version 1
+    # written again, it becomes a version-2 file with the same content
+    again = codes.from_bytes(codes.to_bytes(back))
+    assert again == tf and again.version == 2
+    # version-1 damage is still caught
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        codes.from_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(FormatError, match="truncated"):
+        codes.from_bytes(data[:-3])
+
+
+def test_version_2_fields_round_trip():
+    tf = make(512, 50)
+    tf.gain, tf.voice = 3.3, np.arange(0, 256, 2, dtype=np.uint8)  # 128 dims, 1024 bits
+    tf = TokenFile(**{k: getattr(tf, k) for k in ("tokens", "sample_rate", "num_samples", "hop",
+                                                   "codebook_size", "model_id", "speaker", "gain", "voice")})
+    assert tf.gain == float(np.float32(3.3))  # float32, as stored: the round trip compares equal
+    back = codes.from_bytes(codes.to_bytes(tf))
+    assert back == tf and back.gain == tf.gain
+    np.testing.assert_array_equal(back.voice, np.arange(0, 256, 2))
+    assert back.voice.dtype == np.uint8
+    assert back != TokenFile(tf.tokens, 16000, tf.num_samples, 64, 512, MID, "us1", gain=1.0, voice=tf.voice)
+    assert back != TokenFile(tf.tokens, 16000, tf.num_samples, 64, 512, MID, "us1", gain=tf.gain)
+    # defaults: existing callers that know nothing of gain and voice
+    plain = codes.from_bytes(codes.to_bytes(make(512, 5)))
+    assert plain.gain == 1.0 and plain.voice.shape == (0,) and plain.version == 2
+    # the side information in the bitrate: 32 bits of gain + 1024 of voice over the file's duration
+    info = codes.describe(back)
+    assert info["voice_bits"] == 1024 and info["gain"] == tf.gain
+    assert info["file_bytes"] == len(codes.to_bytes(tf))
+    assert info["total_bitrate_bps"] == pytest.approx(info["bitrate_bps"] + 1056 / tf.duration_s, abs=1e-3)
+    assert info["payload_coding"] == "bit-packed" and info["saving_vs_packed"] == 0
+    assert info["stored_bits_per_token"] == 9 and info["payload_kbps"] == pytest.approx(2.25)
+
+
+def test_bad_version_2_values_refused():
+    for gain in (float("nan"), float("inf"), -1.0, "loud"):
+        with pytest.raises(FormatError, match="gain"):
+            TokenFile(np.array([1]), 16000, 64, 64, 512, MID, gain=gain)
+    with pytest.raises(FormatError, match="voice values"):
+        TokenFile(np.array([1]), 16000, 64, 64, 512, MID, voice=np.array([0, 256]))
+    with pytest.raises(FormatError, match="voice must be"):
+        TokenFile(np.array([1]), 16000, 64, 64, 512, MID, voice=np.array([0.5]))
+    with pytest.raises(FormatError, match="longer than 255"):
+        TokenFile(np.array([1]), 16000, 64, 64, 512, MID, voice=np.zeros(256, dtype=np.uint8))
+
+
+def test_token_crc_catches_a_payload_changed_under_a_valid_crc():
+    data = codes.to_bytes(make(512, 16, speaker=""))
+    body = bytearray(data[:-4])
+    body[69] ^= 0x80  # first payload byte: another (valid) first token
+    with pytest.raises(FormatError, match="token CRC mismatch"):
+        codes.from_bytes(_recrc(bytes(body)))
+
+
+def test_plain_file_with_entropy_fields_or_unknown_coding_refused():
+    data = codes.to_bytes(make(512, 16, speaker=""))
+    body = bytearray(data[:-4])
+    body[47] = 1  # a prior id on a bit-packed payload
+    with pytest.raises(FormatError, match="inconsistent header"):
+        codes.from_bytes(_recrc(bytes(body)))
+    body = bytearray(data[:-4])
+    body[46] = 7
+    with pytest.raises(FormatError, match="unknown payload coding 7"):
+        codes.from_bytes(_recrc(bytes(body)))
+
+
 _VALID = [codes.to_bytes(make(k, n, speaker=s, seed=i))
           for i, (k, n, s) in enumerate([(512, 40, "us1"), (2, 9, ""), (1000, 3, "p225"), (1024, 0, "")])]
+_VALID += [v1_bytes(make(512, 20, speaker="us2")),
+           codes.to_bytes(TokenFile(np.arange(30) % 7, 16000, 1930, 64, 8, MID, "x", gain=0.25,
+                                    voice=np.array([1, 2, 250], dtype=np.uint8)))]
 
 
 @st.composite
@@ -202,4 +296,4 @@ def test_fuzz_only_format_error(data):
     except FormatError:
         return
     # Whatever parses must be self-consistent and re-serialise to the same bytes.
-    assert codes.to_bytes(tf) == data
+    assert (v1_bytes(tf) if tf.version == 1 else codes.to_bytes(tf)) == data

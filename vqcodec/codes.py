@@ -1,52 +1,88 @@
-"""The `.vqc` token file: a small binary header, bit-packed codes and a CRC32.
+"""The `.vqc` token file: a small binary header, the codes (bit-packed or entropy-coded), CRC32s.
 
-Layout (all integers little-endian), format version 1::
+Layout (all integers little-endian), format version 2 (what `to_bytes` writes)::
 
-    offset  size  field
-    0       4     magic  b"VQCT"
-    4       1     format version (1)
-    5       4     sample_rate        uint32, Hz of the original audio
-    9       8     num_samples        uint64, length of the original audio in samples
-    17      4     hop                uint32, audio samples per token
-    21      4     codebook_size K    uint32, K >= 2
-    25      1     bits_per_token     uint8, must equal ceil(log2 K)
-    26      8     num_tokens         uint64
-    34      8     model id           8 raw bytes (16 hex chars in the API)
-    42      1     speaker length L   uint8
-    43      L     speaker            UTF-8, may be empty
-    43+L    P     payload            codes packed MSB-first at bits_per_token bits each,
-                                     P = ceil(num_tokens * bits_per_token / 8), zero padded
-    43+L+P  4     CRC32              zlib.crc32 of every byte before it
+    offset    size  field
+    0         4     magic  b"VQCT"
+    4         1     format version (2)
+    5         4     sample_rate        uint32, Hz of the original audio
+    9         8     num_samples        uint64, length of the original audio in samples
+    17        4     hop                uint32, audio samples per token
+    21        4     codebook_size K    uint32, K >= 2
+    25        1     bits_per_token     uint8, must equal ceil(log2 K)
+    26        8     num_tokens         uint64
+    34        8     model id           8 raw bytes: the TOKENIZER that made the tokens (16 hex chars
+                                       in the API; same field and meaning as in version 1)
+    42        4     gain               float32, finite, >= 0: the input level normalisation factor the
+                                       decoder undoes (decoded audio is multiplied by it); 1.0 = none
+    46        1     payload coding     0 = bit-packed (as version 1), 1 = entropy-coded (vqcodec.entropy)
+    47        8     prior id           the prior whose probabilities coded the payload (zero if coding 0)
+    55        2     chunk              uint16, tokens per independently coded chunk (0 if coding 0)
+    57        2     batch              uint16, chunks stepped together by the prior (0 if coding 0)
+    59        8     payload length P   uint64, bytes
+    67        1     speaker length L   uint8
+    68        1     voice length V     uint8, dimensions of the voice vector (0 = none)
+    69        L     speaker            UTF-8, may be empty
+    69+L      V     voice              uint8 per dimension: the quantized per-utterance voice vector
+    69+L+V    P     payload            coding 0: codes packed MSB-first at bits_per_token bits each,
+                                       P = ceil(num_tokens * bits_per_token / 8), zero padded;
+                                       coding 1: the range coder's 32-bit words, P a multiple of 4
+    69+L+V+P  4     token CRC32        zlib.crc32 of the tokens bit-packed as in a coding-0 payload
+                                       (catches an entropy decoder whose tables differ from the encoder's)
+    73+L+V+P  4     CRC32              zlib.crc32 of every byte before it
+
+Version 1 (still read; `TokenFile.version` says which was read) has the version-2 fields up to the
+model id, then speaker length, speaker, the bit-packed payload and the CRC32: no gain (1.0), no
+voice, no token CRC, never entropy-coded.
 
 Reading checks, in this order and each with its own message: magic, version, truncation (the
-file is shorter than its header announces), trailing bytes, CRC, header consistency, padding bits
-(must be zero, so every token list has exactly one encoding), token range and (optionally) the
-model id. Every failure raises `FormatError` and nothing else.
+file is shorter than its header announces), trailing bytes, CRC, header consistency, (optionally)
+the model id, padding bits (must be zero, so every token list has exactly one bit-packed encoding),
+token range, the entropy coder's prior (available?) and the token CRC. Every failure raises
+`FormatError` and nothing else.
+
+Entropy coding (coding 1) needs the prior: `to_bytes(tf, coder=EntropyCoder(...))` writes it and
+`from_bytes(data, coder_for=...)` reads it, where coder_for is an EntropyCoder or a function
+prior id -> EntropyCoder or None (see `vqcodec.entropy`).
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
 from .errors import FormatError
 from .files import atomic_path
 
-MAGIC = b"VQCT"
-VERSION = 1
-SUFFIX = ".vqc"
+if TYPE_CHECKING:
+    from .entropy import EntropyCoder
 
-# sample_rate, num_samples, hop, K, bits, num_tokens, model id, speaker length
-_FIXED = struct.Struct("<IQIIBQ8sB")
+    CoderFor = Union[EntropyCoder, Callable[[str], Union[EntropyCoder, None]], None]
+
+MAGIC = b"VQCT"
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SUFFIX = ".vqc"
+PLAIN, ENTROPY = 0, 1  # payload codings
+
+# v1: sample_rate, num_samples, hop, K, bits, num_tokens, model id, speaker length
+_FIXED_V1 = struct.Struct("<IQIIBQ8sB")
+# v2: sample_rate, num_samples, hop, K, bits, num_tokens, model id, gain, coding, prior id, chunk,
+#     batch, payload length, speaker length, voice length
+_FIXED = struct.Struct("<IQIIBQ8sfB8sHHQBB")
 _PREFIX = len(MAGIC) + 1             # magic + version byte
-_HEADER_MIN = _PREFIX + _FIXED.size  # header without the speaker string
+_HEADER_MIN = _PREFIX + _FIXED.size  # v2 header without the speaker string and voice
 _CRC = 4
 _MAX_SPEAKER_BYTES = 255
+_MAX_VOICE = 255
 _MAX_BITS = 32
+_NO_PRIOR = bytes(8)
 
 
 def bits_per_token(codebook_size: int) -> int:
@@ -58,7 +94,14 @@ def bits_per_token(codebook_size: int) -> int:
 
 @dataclass
 class TokenFile:
-    """Tokens of one utterance plus what is needed to decode them with the right model."""
+    """Tokens of one utterance plus what is needed to decode them with the right model.
+
+    gain: the decoder multiplies its audio by it (the encoder's level normalisation), stored as
+    float32 (the value is rounded to float32 here, so a round trip compares equal).
+    voice: the quantized per-utterance voice vector, uint8, 0..255 dimensions.
+    prior_id / version / payload_bytes / chunk describe how a file read from disk was stored; they
+    are not part of equality (the same tokens read from a plain and an entropy-coded file are equal).
+    """
     tokens: np.ndarray
     sample_rate: int
     num_samples: int
@@ -66,7 +109,12 @@ class TokenFile:
     codebook_size: int
     model_id: str
     speaker: str = ""
+    gain: float = 1.0
+    voice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    prior_id: str = field(default="", compare=False)
     version: int = field(default=VERSION, compare=False)
+    payload_bytes: int | None = field(default=None, compare=False, repr=False)
+    chunk: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self):
         tokens = np.asarray(self.tokens)
@@ -75,6 +123,21 @@ class TokenFile:
         if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
             raise FormatError(f"tokens must be integers, got dtype {tokens.dtype}")
         self.tokens = tokens.astype(np.int64, copy=False)
+        voice = np.asarray(self.voice)
+        if voice.ndim != 1 or (voice.size and not np.issubdtype(voice.dtype, np.integer)):
+            raise FormatError(f"voice must be a 1-D integer array, got shape {voice.shape}, dtype {voice.dtype}")
+        if voice.size and (voice.min() < 0 or voice.max() > 255):
+            raise FormatError("voice values must lie in [0, 255] (8 bits per dimension)")
+        if voice.size > _MAX_VOICE:
+            raise FormatError(f"voice vector longer than {_MAX_VOICE} dimensions: {voice.size}")
+        self.voice = voice.astype(np.uint8, copy=False)
+        try:
+            gain = float(np.float32(self.gain))
+        except (TypeError, ValueError):
+            raise FormatError(f"gain must be a number, got {self.gain!r}") from None
+        if not math.isfinite(gain) or gain < 0:
+            raise FormatError(f"gain must be finite and >= 0, got {self.gain!r}")
+        self.gain = gain
 
     def __eq__(self, other):
         if not isinstance(other, TokenFile):
@@ -82,7 +145,8 @@ class TokenFile:
         return (np.array_equal(self.tokens, other.tokens) and self.sample_rate == other.sample_rate
                 and self.num_samples == other.num_samples and self.hop == other.hop
                 and self.codebook_size == other.codebook_size
-                and self.model_id.lower() == other.model_id.lower() and self.speaker == other.speaker)
+                and self.model_id.lower() == other.model_id.lower() and self.speaker == other.speaker
+                and self.gain == other.gain and np.array_equal(self.voice, other.voice))
 
     @property
     def bits_per_token(self) -> int:
@@ -103,7 +167,8 @@ class TokenFile:
 
     @property
     def bitrate(self) -> float:
-        """Payload bits per second: bits_per_token * (sample_rate / hop). Header and CRC excluded."""
+        """Bit-packed payload bits per second: bits_per_token * (sample_rate / hop). Header and CRC
+        excluded; `describe` gives what an entropy-coded file actually stores."""
         return self.bits_per_token * self.tokens_per_s
 
 
@@ -141,8 +206,14 @@ def _model_id_bytes(model_id: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- bytes API
-def to_bytes(tf: TokenFile) -> bytes:
-    """Serialise a TokenFile. Raises FormatError for values the format cannot hold."""
+def _token_crc(tokens: np.ndarray, bits: int) -> int:
+    return zlib.crc32(pack_bits(tokens, bits)) & 0xFFFFFFFF
+
+
+def to_bytes(tf: TokenFile, coder: "EntropyCoder | None" = None) -> bytes:
+    """Serialise a TokenFile as format version 2: bit-packed, or entropy-coded with `coder`'s prior
+    (vqcodec.entropy.EntropyCoder). Raises FormatError for values the format cannot hold or tokens
+    the coder's prior was not trained for."""
     bits = bits_per_token(tf.codebook_size)
     if bits > _MAX_BITS or tf.codebook_size >= 2 ** 32:
         raise FormatError(f"codebook size {tf.codebook_size} too large (at most 2**32 - 1)")
@@ -157,18 +228,29 @@ def to_bytes(tf: TokenFile) -> bytes:
     speaker = tf.speaker.encode("utf-8")
     if len(speaker) > _MAX_SPEAKER_BYTES:
         raise FormatError(f"speaker id longer than {_MAX_SPEAKER_BYTES} bytes: {tf.speaker[:40]!r}...")
+    if coder is None:
+        coding, prior, chunk, batch, payload = PLAIN, _NO_PRIOR, 0, 0, pack_bits(tokens, bits)
+    else:
+        coding, prior, chunk, batch = ENTROPY, bytes.fromhex(coder.prior_id), coder.chunk, coder.batch
+        payload = coder.encode(tf)
+    voice = tf.voice.tobytes()
     head = MAGIC + bytes([VERSION]) + _FIXED.pack(
         int(tf.sample_rate), int(tf.num_samples), int(tf.hop), int(tf.codebook_size), bits,
-        int(tokens.shape[0]), _model_id_bytes(tf.model_id), len(speaker))
-    body = head + speaker + pack_bits(tokens, bits)
+        int(tokens.shape[0]), _model_id_bytes(tf.model_id), tf.gain, coding, prior, chunk, batch,
+        len(payload), len(speaker), len(voice))
+    body = head + speaker + voice + payload + struct.pack("<I", _token_crc(tokens, bits))
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "token file") -> TokenFile:
-    """Parse a `.vqc` byte string; every problem raises FormatError with its own message.
+def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "token file",
+               coder_for: "CoderFor" = None) -> TokenFile:
+    """Parse a `.vqc` byte string (format version 1 or 2); every problem raises FormatError with
+    its own message.
 
-    `expect_model_id` (16 hex chars): refuse tokens made by another model.
+    `expect_model_id` (16 hex chars): refuse tokens made by another tokenizer.
     `source` names the data in messages (read() passes the path).
+    `coder_for`: for entropy-coded files, an EntropyCoder or a function prior id -> EntropyCoder
+    (None when that prior is not available); unused for bit-packed files.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FormatError(f"{source}: expected bytes, got {type(data).__name__}")
@@ -184,59 +266,130 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
     if n < _PREFIX:
         raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
     version = data[4]
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise FormatError(f"{source}: unsupported format version {version} "
-                          f"(this vqcodec reads version {VERSION}; "
+                          f"(this vqcodec reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
                           f"{'upgrade vqcodec' if version > VERSION else 're-encode the audio'})")
-    if n < _HEADER_MIN + _CRC:
-        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
-    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, spk_len) = _FIXED.unpack_from(data, _PREFIX)
-    payload_len = _payload_size(num_tokens, bits)
-    expected = _HEADER_MIN + spk_len + payload_len + _CRC
-    if n < expected:
-        raise FormatError(f"{source}: truncated ({n} bytes; the header announces {expected})")
-    if n > expected:
-        raise FormatError(f"{source}: {n - expected} unexpected trailing bytes after the data")
+    h = _header_v1(data, n, source) if version == 1 else _header_v2(data, n, source)
     crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
     crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
     if crc != crc_stored:
         raise FormatError(f"{source}: CRC mismatch (file is corrupt: stored {crc_stored:08x}, "
                           f"computed {crc:08x})")
+    k, bits, num_tokens = h["k"], h["bits"], h["num_tokens"]
     if k < 2 or bits != int(k - 1).bit_length() or bits > _MAX_BITS:
         raise FormatError(f"{source}: inconsistent header (K={k} with {bits} bits per token)")
-    if sample_rate == 0 or hop == 0:
-        raise FormatError(f"{source}: inconsistent header (sample rate {sample_rate}, hop {hop})")
-    off = _HEADER_MIN
+    if h["sample_rate"] == 0 or h["hop"] == 0:
+        raise FormatError(f"{source}: inconsistent header (sample rate {h['sample_rate']}, hop {h['hop']})")
+    if not (math.isfinite(h["gain"]) and h["gain"] >= 0):
+        raise FormatError(f"{source}: inconsistent header (gain {h['gain']})")
+    coding, prior, payload = h["coding"], h["prior"], h["payload"]
+    if coding == PLAIN:
+        if prior != _NO_PRIOR or h["chunk"] or h["batch"] or len(payload) != _payload_size(num_tokens, bits):
+            raise FormatError(f"{source}: inconsistent header (bit-packed payload of {len(payload)} bytes "
+                              f"for {num_tokens} tokens, or entropy-coding fields set)")
+    elif coding == ENTROPY:
+        from .entropy import min_bits_per_token
+
+        if not (h["chunk"] and h["batch"]) or len(payload) % 4:
+            raise FormatError(f"{source}: inconsistent header (entropy-coded payload of {len(payload)} "
+                              f"bytes, chunk {h['chunk']}, batch {h['batch']})")
+        # no token costs less than min_bits_per_token: refuses absurd counts before decoding
+        if num_tokens > 2 * (8 * len(payload) + 64) / min_bits_per_token(k) + 1:
+            raise FormatError(f"{source}: inconsistent header ({num_tokens} tokens cannot fit in an "
+                              f"entropy-coded payload of {len(payload)} bytes)")
+    else:
+        raise FormatError(f"{source}: unknown payload coding {coding} (upgrade vqcodec)")
     try:
-        speaker = data[off: off + spk_len].decode("utf-8")
+        speaker = h["speaker"].decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{source}: speaker id is not valid UTF-8") from None
-    off += spk_len
-    pad = payload_len * 8 - num_tokens * bits
-    if pad and data[off + payload_len - 1] & ((1 << pad) - 1):
-        raise FormatError(f"{source}: corrupt payload (non-zero padding bits)")
-    tokens = unpack_bits(data[off: off + payload_len], bits, num_tokens)
-    if tokens.size and tokens.max() >= k:
-        raise FormatError(f"{source}: token value {int(tokens.max())} outside the codebook (K={k})")
-    model_id = mid.hex()
+    model_id = h["model_id"].hex()
     if expect_model_id is not None and model_id != expect_model_id.lower():
         raise FormatError(f"{source}: made by model {model_id}, but the loaded model is "
                           f"{expect_model_id.lower()} (decode with the model that encoded it)")
-    return TokenFile(tokens=tokens, sample_rate=sample_rate, num_samples=num_samples, hop=hop,
-                     codebook_size=k, model_id=model_id, speaker=speaker, version=version)
+    tf = TokenFile(tokens=np.zeros(0, dtype=np.int64), sample_rate=h["sample_rate"],
+                   num_samples=h["num_samples"], hop=h["hop"], codebook_size=k, model_id=model_id,
+                   speaker=speaker, gain=h["gain"], voice=np.frombuffer(h["voice"], dtype=np.uint8).copy(),
+                   prior_id="" if coding == PLAIN else prior.hex(), version=version,
+                   payload_bytes=len(payload), chunk=h["chunk"])
+    if coding == PLAIN:
+        pad = len(payload) * 8 - num_tokens * bits
+        if pad and payload[-1] & ((1 << pad) - 1):
+            raise FormatError(f"{source}: corrupt payload (non-zero padding bits)")
+        tokens = unpack_bits(payload, bits, num_tokens)
+        if tokens.size and tokens.max() >= k:
+            raise FormatError(f"{source}: token value {int(tokens.max())} outside the codebook (K={k})")
+    else:
+        coder = _coder(coder_for, tf.prior_id, source)
+        tokens = coder.decode(payload, tf, num_tokens, h["chunk"], h["batch"], source=source)
+    if h["token_crc"] is not None and _token_crc(tokens, bits) != h["token_crc"]:
+        raise FormatError(f"{source}: token CRC mismatch: the payload decodes to other tokens than were "
+                          "encoded" + (f" (prior {tf.prior_id} gives other probabilities here than "
+                                       "where the file was written)" if coding == ENTROPY else ""))
+    tf.tokens = tokens
+    return tf
+
+
+def _coder(coder_for, prior_id: str, source: str):
+    """The EntropyCoder for prior_id from what from_bytes was given, or a FormatError."""
+    from .entropy import EntropyCoder
+
+    coder = coder_for
+    if coder_for is not None and not isinstance(coder_for, EntropyCoder):
+        coder = coder_for(prior_id)
+    if coder is None or coder.prior_id != prior_id:
+        raise FormatError(f"{source}: entropy-coded with prior {prior_id}, which is not available "
+                          "(decode it with the prior it was written with)")
+    return coder
+
+
+def _header_v1(data: bytes, n: int, source: str) -> dict:
+    if n < _PREFIX + _FIXED_V1.size + _CRC:
+        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
+    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, spk_len) = _FIXED_V1.unpack_from(data, _PREFIX)
+    off = _PREFIX + _FIXED_V1.size
+    payload_len = _payload_size(num_tokens, bits)
+    _check_length(n, off + spk_len + payload_len + _CRC, source)
+    return dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, k=k, bits=bits,
+                num_tokens=num_tokens, model_id=mid, gain=1.0, coding=PLAIN, prior=_NO_PRIOR, chunk=0,
+                batch=0, speaker=data[off:off + spk_len], voice=b"",
+                payload=data[off + spk_len:off + spk_len + payload_len], token_crc=None)
+
+
+def _header_v2(data: bytes, n: int, source: str) -> dict:
+    if n < _HEADER_MIN + 2 * _CRC:
+        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
+    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, gain, coding, prior, chunk, batch,
+     payload_len, spk_len, voice_len) = _FIXED.unpack_from(data, _PREFIX)
+    off = _HEADER_MIN
+    _check_length(n, off + spk_len + voice_len + payload_len + 2 * _CRC, source)
+    p = off + spk_len + voice_len
+    return dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, k=k, bits=bits,
+                num_tokens=num_tokens, model_id=mid, gain=gain, coding=coding, prior=prior, chunk=chunk,
+                batch=batch, speaker=data[off:off + spk_len], voice=data[off + spk_len:p],
+                payload=data[p:p + payload_len], token_crc=struct.unpack_from("<I", data, p + payload_len)[0])
+
+
+def _check_length(n: int, expected: int, source: str) -> None:
+    if n < expected:
+        raise FormatError(f"{source}: truncated ({n} bytes; the header announces {expected})")
+    if n > expected:
+        raise FormatError(f"{source}: {n - expected} unexpected trailing bytes after the data")
 
 
 # --------------------------------------------------------------------------- files
-def write(path: str | os.PathLike, tf: TokenFile, force: bool = True) -> Path:
-    """Write `tf` to `path` atomically (temporary file, then rename)."""
-    data = to_bytes(tf)
+def write(path: str | os.PathLike, tf: TokenFile, force: bool = True,
+          coder: "EntropyCoder | None" = None) -> Path:
+    """Write `tf` to `path` atomically (temporary file, then rename); entropy-coded with `coder`."""
+    data = to_bytes(tf, coder=coder)
     path = Path(path)
     with atomic_path(path, force=force) as tmp:
         tmp.write_bytes(data)
     return path
 
 
-def read(path: str | os.PathLike, expect_model_id: str | None = None) -> TokenFile:
+def read(path: str | os.PathLike, expect_model_id: str | None = None, coder_for: "CoderFor" = None) -> TokenFile:
     """Read a `.vqc` file; FormatError for a missing, unreadable or invalid file."""
     path = Path(path)
     try:
@@ -247,28 +400,48 @@ def read(path: str | os.PathLike, expect_model_id: str | None = None) -> TokenFi
         raise FormatError(f"{path}: is a directory, not a token file") from None
     except OSError as e:
         raise FormatError(f"{path}: cannot read ({e.strerror or e})") from None
-    return from_bytes(data, expect_model_id=expect_model_id, source=str(path))
+    return from_bytes(data, expect_model_id=expect_model_id, source=str(path), coder_for=coder_for)
 
 
 def describe(tf: TokenFile) -> dict:
-    """A flat, JSON-able summary of a token file (what `vqcodec info` prints)."""
+    """A flat, JSON-able summary of a token file (what `vqcodec info` prints).
+
+    bitrate_bps: payload bits per second as stored (bit-packed: bits_per_token * tokens/s);
+    total_bitrate_bps adds the per-file side information (gain, voice vector) spread over the
+    file's duration; file_bitrate_bps is the whole file (headers and CRCs too)."""
     bits = tf.bits_per_token
-    payload = _payload_size(tf.num_tokens, bits)
-    total = _HEADER_MIN + len(tf.speaker.encode("utf-8")) + payload + _CRC
+    plain = _payload_size(tf.num_tokens, bits)
+    entropy = bool(tf.prior_id)
+    payload = tf.payload_bytes if entropy and tf.payload_bytes is not None else plain
+    v1 = tf.version == 1
+    total = ((_PREFIX + _FIXED_V1.size + _CRC) if v1 else (_HEADER_MIN + tf.voice.size + 2 * _CRC)) \
+        + len(tf.speaker.encode("utf-8")) + payload
     used = int(np.unique(tf.tokens).size) if tf.num_tokens else 0
+    stored = payload * 8 / tf.num_tokens if entropy and tf.num_tokens else float(bits)
+    rate = stored * tf.tokens_per_s
+    side_bits = 0 if v1 else 32 + 8 * tf.voice.size  # gain float32 + voice
+    duration = tf.duration_s
     return {
         "format_version": tf.version,
         "model_id": tf.model_id,
         "speaker": tf.speaker,
         "sample_rate": tf.sample_rate,
         "num_samples": tf.num_samples,
-        "duration_s": round(tf.duration_s, 4),
+        "duration_s": round(duration, 4),
         "hop": tf.hop,
         "codebook_size": tf.codebook_size,
+        "gain": tf.gain,
+        "voice_bits": 8 * tf.voice.size,
+        "payload_coding": f"entropy (prior {tf.prior_id}, chunks of {tf.chunk} tokens)" if entropy else "bit-packed",
         "bits_per_token": bits,
+        "stored_bits_per_token": round(stored, 4),
         "num_tokens": tf.num_tokens,
         "tokens_per_s": round(tf.tokens_per_s, 3),
-        "bitrate_bps": round(tf.bitrate, 3),
+        "bitrate_bps": round(rate, 3),
+        "payload_kbps": round(rate / 1000, 4),
+        "saving_vs_packed": round(1 - payload / plain, 4) if plain else 0.0,
+        "total_bitrate_bps": round(rate + (side_bits / duration if duration else 0.0), 3),
+        "file_bitrate_bps": round(total * 8 / duration, 3) if duration else 0.0,
         "payload_bytes": payload,
         "file_bytes": total,
         "distinct_codes_used": used,
@@ -286,4 +459,4 @@ def _entropy(tokens: np.ndarray) -> float:
 
 
 __all__ = ["TokenFile", "to_bytes", "from_bytes", "write", "read", "describe", "bits_per_token",
-           "pack_bits", "unpack_bits", "MAGIC", "VERSION", "SUFFIX"]
+           "pack_bits", "unpack_bits", "MAGIC", "VERSION", "READABLE_VERSIONS", "SUFFIX"]
