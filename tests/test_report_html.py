@@ -183,6 +183,27 @@ def _fake_report(f: str, systems: dict[str, float]) -> dict:
                         for n, lag in systems.items()}}
 
 
+def test_summary_shows_the_columns_the_report_has(tmp_path):
+    """Columns follow the report: speaker similarity appears when eval measured it; a skipped
+    system says why; the best value of a column is bold."""
+    f = str(tmp_path / "clip.wav")
+    rec = {n: html.Recorder(lambda w, sr: (w, 1000.0), [f]) for n in ("a", "b")}
+    rep = _fake_report(f, {"a": 0.0, "b": 0.0})
+    html.write_eval_page(tmp_path / "r1", rep, rec, 0, SR)
+    assert "speaker sim" not in Page((tmp_path / "r1" / "index.html").read_text()).summary_rows[0]
+
+    rep["systems"]["a"]["mean"]["speaker_similarity"] = 0.8
+    rep["systems"]["b"]["mean"]["speaker_similarity"] = 0.6
+    rep["systems"]["c"] = {"skipped": "frobnicator not found", "num_files": 0, "mean": {}, "per_file": []}
+    html.write_eval_page(tmp_path / "r2", rep, rec, 0, SR)
+    text = (tmp_path / "r2" / "index.html").read_text()
+    header, a, b, c = Page(text).summary_rows
+    col = header.index("speaker sim")
+    assert (a[col], b[col]) == ("0.800", "0.600")
+    assert "<td class='best'>0.800</td>" in text
+    assert c[0] == "c" and "skipped: frobnicator not found" in c
+
+
 def _png(path: Path) -> np.ndarray:
     import matplotlib.pyplot as plt
 

@@ -163,7 +163,7 @@ table{border-collapse:collapse} th,td{padding:.25em .6em;text-align:right;vertic
 th{background:#f0f0f3;font-weight:600;white-space:nowrap} tr+tr td{border-top:1px solid #e4e4e8}
 td.name,th.name{text-align:left;white-space:nowrap} td.best{font-weight:700}
 table.listen{width:100%} table.listen td.spec{width:55%;text-align:left;padding:2px .6em}
-td.spec img{display:block;height:64px;image-rendering:auto}
+td.spec img{display:block;height:72px}
 audio{height:32px;width:240px;vertical-align:middle}
 .legend{display:inline-flex;gap:.4em;align-items:center}
 .legend img{width:160px;height:10px}
@@ -212,15 +212,16 @@ def _best_rows(rows: list[list[float | None]], better: list[int]) -> dict[int, i
 
 
 def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_html: str,
-               blocks: Sequence[Block], sample_rate: int) -> Path:
-    """Write out_dir/index.html and the clips of `blocks` under out_dir/listen/ (wav + png each).
+               blocks: Sequence[Block], sample_rate: int, view_note: str = "") -> Path:
+    """Write out_dir/index.html and the clips of `blocks` under out_dir/listen/ (wav + png each);
+    `view_note` ends the sentence that explains the spectrograms.
 
     Built in a temporary folder and swapped in, so a failure leaves no half-written report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.", dir=out_dir))
     try:
-        body = _render_blocks(tmp, blocks, sample_rate)
+        body = _render_blocks(tmp, blocks, sample_rate, view_note)
         page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
                 f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
                 f"<link rel='icon' href='data:,'>"  # no favicon request
@@ -246,7 +247,7 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
     return out_dir / PAGE
 
 
-def _render_blocks(folder: Path, blocks: Sequence[Block], sr: int) -> str:
+def _render_blocks(folder: Path, blocks: Sequence[Block], sr: int, view_note: str) -> str:
     if not any(b.clips for b in blocks):
         return ""
     vmin, vmax = _colour_scale([b.clips[0].wav for b in blocks if b.clips], sr)
@@ -254,14 +255,13 @@ def _render_blocks(folder: Path, blocks: Sequence[Block], sr: int) -> str:
     parts = [f"<h2>Listen</h2>\n<p class='meta'>Spectrograms: log<sub>10</sub> mel magnitude "
              f"(80 bands, 16 ms frames), one colour scale for the page "
              f"<span class='legend'>{vmin:g} <img src='{LISTEN_DIR}/scale.png' alt='colour scale'> "
-             f"{vmax:g}</span>; each system time-aligned to the original by the lag it was scored "
-             f"with.</p>"]
+             f"{vmax:g}</span>; widths to one time scale{view_note}.</p>"]
     shared: dict[str, str] = {}
     taken: set[str] = set()
+    longest = max(len(c.view if c.view is not None else c.wav) for b in blocks for c in b.clips) or 1
     for n, block in enumerate(blocks, 1):
         sub = _unique(f"{n:02d}-{_slug(Path(block.title).stem)}", taken)
         (folder / sub).mkdir()
-        longest = max(len(c.view if c.view is not None else c.wav) for c in block.clips) or 1
         rows = []
         names: set[str] = set()
         for clip in block.clips:
@@ -373,7 +373,9 @@ def write_eval_page(out_dir: str | os.PathLike, report: dict, recorders: dict[st
             clips.append(Clip(name, out, scores, view=view))
         spk = (speakers or {}).get(f)
         blocks.append(Block(f"{spk}/{Path(f).name}" if spk else Path(f).name, [c[1] for c in file_cols], clips))
-    return write_page(out_dir, title, intro, summary, blocks, sample_rate)
+    return write_page(out_dir, title, intro, summary, blocks, sample_rate,
+                      view_note="; each system's output time-aligned to the original by the lag it was "
+                                "scored with")
 
 
 # --------------------------------------------------------------------------- eval-convert
