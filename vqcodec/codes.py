@@ -27,8 +27,9 @@ Layout (all integers little-endian), format version 2 (what `to_bytes` writes)::
     69+L+V    P     payload            coding 0: codes packed MSB-first at bits_per_token bits each,
                                        P = ceil(num_tokens * bits_per_token / 8), zero padded;
                                        coding 1: the range coder's 32-bit words, P a multiple of 4
-    69+L+V+P  4     token CRC32        zlib.crc32 of the tokens bit-packed as in a coding-0 payload
-                                       (catches an entropy decoder whose tables differ from the encoder's)
+    69+L+V+P  4     token CRC32        zlib.crc32 of num_tokens (uint64) followed by the tokens
+                                       bit-packed as in a coding-0 payload (catches an entropy
+                                       decoder whose tables differ from the encoder's)
     73+L+V+P  4     CRC32              zlib.crc32 of every byte before it
 
 Version 1 (still read; `TokenFile.version` says which was read) has the version-2 fields up to the
@@ -207,7 +208,9 @@ def _model_id_bytes(model_id: str) -> bytes:
 
 # --------------------------------------------------------------------------- bytes API
 def _token_crc(tokens: np.ndarray, bits: int) -> int:
-    return zlib.crc32(pack_bits(tokens, bits)) & 0xFFFFFFFF
+    """CRC32 of the token count (uint64) and the tokens bit-packed: the count is in it because
+    packing alone cannot tell [3] from [3, 0] at 4 bits per token."""
+    return zlib.crc32(pack_bits(tokens, bits), zlib.crc32(struct.pack("<Q", len(tokens)))) & 0xFFFFFFFF
 
 
 def to_bytes(tf: TokenFile, coder: "EntropyCoder | None" = None) -> bytes:

@@ -45,6 +45,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .errors import FormatError, MissingToolError
 
@@ -139,6 +140,7 @@ class EntropyCoder:
         self.condition = condition
         self.chunk, self.batch = chunk, batch
         self.num_classes = int(net.num_classes)
+        self.progress = False  # a tqdm bar (tokens) for streams of more than 10 s
 
     @classmethod
     def from_prior(cls, prior, **kw) -> "EntropyCoder":
@@ -227,7 +229,9 @@ class EntropyCoder:
         chunk, batch = self.chunk, self.batch
         starts = np.arange(0, n, chunk)
         cond = None if self.condition is None else self.condition(tf)
-        with one_thread(), torch.inference_mode():
+        bar = tqdm(total=n, disable=not self.progress or n < 2500, desc="entropy coding", unit="token",
+                   unit_scale=True, leave=False)
+        with bar, one_thread(), torch.inference_mode():
             device = next(iter(self.net.parameters())).device if hasattr(self.net, "parameters") else "cpu"
             for r in range(0, len(starts), batch):
                 rows = starts[r:r + batch]
@@ -242,6 +246,31 @@ class EntropyCoder:
                     x = torch.zeros(B, dtype=torch.long, device=device)
                     x[:active] = torch.from_numpy(np.asarray(symbols, dtype=np.int64))
                     state.feed(x)
+                bar.update(int(lengths.sum()))
+
+
+def coder_for_priors(*names) -> Callable[[str], EntropyCoder]:
+    """For `codes.read(..., coder_for=...)`: prior id -> the EntropyCoder of whichever of the
+    named priors (shipped names like "default-prior" or checkpoint paths) has that id. Priors are
+    loaded on first use, once; a file whose prior is not among them gets a FormatError naming
+    what was tried."""
+    coders: dict[str, EntropyCoder] = {}
+    loaded: list[str] = []
+
+    def lookup(pid: str) -> EntropyCoder:
+        if pid in coders:
+            return coders[pid]
+        from .api import load_prior
+
+        for name in names[len(loaded):]:
+            coder = EntropyCoder.from_prior(load_prior(name))
+            coders[coder.prior_id] = coder
+            loaded.append(f"{name} = {coder.prior_id}")
+            if coder.prior_id == pid:
+                return coder
+        raise FormatError(f"entropy-coded with prior {pid}, which is not available (tried "
+                          f"{', '.join(loaded) or 'no prior'}; give the prior it was written with)")
+    return lookup
 
 
 def _repeat(cond, batch: int, device):
@@ -270,5 +299,5 @@ def _is_hex(s: str) -> bool:
         return False
 
 
-__all__ = ["EntropyCoder", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
+__all__ = ["EntropyCoder", "coder_for_priors", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
            "CHUNK", "BATCH"]

@@ -1,4 +1,8 @@
-"""`vqcodec encode / decode / convert / speakers / info`: the commands people run every day."""
+"""`vqcodec encode / decode / convert / speakers / info`: the commands people run every day.
+
+Start-up matters here: torch is imported only once a model is loaded, and inputs and outputs are
+checked before that (a text file named .wav is refused in well under a second).
+"""
 from __future__ import annotations
 
 import os
@@ -6,11 +10,9 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
-from tqdm import tqdm
 
 from . import cli
-from .. import audio, codes
+from .. import audio, codes, progress
 from ..errors import VqcodecError
 
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
@@ -41,25 +43,42 @@ def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]):
     return found, failures
 
 
-def _outputs(found, output: str | None, suffix: str):
-    """Map inputs to outputs: next to each input by default; with -o, a file when the only input
-    is a file and -o has a suffix (and is not an existing directory nor ends with a slash), else a
-    directory that mirrors the input trees. Returns (jobs, failures): two inputs mapped to one
-    output are both failures rather than one silently overwriting the other."""
+def _with_suffix(path: Path, suffix: str) -> Path:
+    """path with its last suffix replaced by `suffix`, which may hold dots ("talk.vqc" +
+    ".decoded.wav" -> "talk.decoded.wav")."""
+    return path.with_name(path.stem + suffix)
+
+
+def _outputs(found, output: str | None, suffix: str, dir_suffix: str | None = None):
+    """Map inputs to outputs: next to each input by default (name + `suffix`); with -o, a file when
+    the only input is a file and -o has a suffix (and is not an existing directory nor ends with a
+    slash), else a directory that mirrors the input trees (name + `dir_suffix`, default `suffix`).
+    Returns (jobs, failures): two inputs mapped to one output are both failures rather than one
+    silently overwriting the other, and so is an output that is one of the command's inputs (never
+    overwritten, -f or not)."""
     if output is None:
-        pairs = [(src, src.with_suffix(suffix)) for src, _, _ in found]
+        pairs = [(src, _with_suffix(src, suffix)) for src, _, _ in found]
     else:
         out = Path(output)
         as_file = (len(found) == 1 and not found[0][2] and not out.is_dir() and bool(out.suffix)
                    and not output.endswith(("/", "\\")))
-        pairs = [(found[0][0], out)] if as_file else [(src, (out / rel).with_suffix(suffix)) for src, rel, _ in found]
+        pairs = [(found[0][0], out)] if as_file else \
+            [(src, _with_suffix(out / rel, dir_suffix or suffix)) for src, rel, _ in found]
+
+    def key(p: Path) -> Path:
+        return p.resolve() if p.parent.exists() else p
+
+    inputs = {key(src) for src, _, _ in found}
     seen: dict[Path, list[Path]] = {}
     for src, dst in pairs:
-        seen.setdefault(dst.resolve() if dst.parent.exists() else dst, []).append(src)
+        seen.setdefault(key(dst), []).append(src)
     clash = {s for srcs in seen.values() if len(srcs) > 1 for s in srcs}
-    jobs = [(s, d) for s, d in pairs if s not in clash]
-    failures = [(s, f"{s}: another input maps to the same output {d}; use separate -o directories")
-                for s, d in pairs if s in clash]
+    own = {s for s, d in pairs if key(d) in inputs}
+    jobs = [(s, d) for s, d in pairs if s not in clash and s not in own]
+    failures = [(s, f"{s}: its output {d} is an input of this command; choose another name with -o"
+                    + (" or --suffix" if output is None else "")) for s, d in pairs if s in own]
+    failures += [(s, f"{s}: another input maps to the same output {d}; use separate -o directories")
+                 for s, d in pairs if s in clash and s not in own]
     return jobs, failures
 
 
@@ -91,7 +110,7 @@ def _report(failures, total: int) -> None:
 
 
 def _error(message: str) -> None:
-    tqdm.write(f"vqcodec: error: {message}", file=click.get_text_stream("stderr"))
+    progress.write(f"vqcodec: error: {message}")
 
 
 def _run_batch(jobs, work, desc: str, failures: list) -> None:
@@ -101,7 +120,7 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
     for _, message in failures:
         _error(message)
     total = len(jobs) + len(failures)
-    bar = tqdm(jobs, desc=desc, unit="file", disable=len(jobs) < 2, leave=False)
+    bar = progress.bar(jobs, desc=desc, unit="file", disable=len(jobs) < 2, leave=False)
     for src, dst in bar:
         try:
             work(src, dst)
@@ -120,7 +139,11 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
 @click.option("--skip-existing", is_flag=True,
               help="Leave outputs that already exist alone (resume encoding a corpus).")
-def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
+@click.option("--entropy", is_flag=True,
+              help="Entropy-code the tokens with the prior (~2x smaller, same tokens; decoding needs that prior).")
+@click.option("--prior", "prior_name", default="default-prior", show_default=True,
+              help="With --entropy: shipped prior name or checkpoint path.")
+def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entropy, prior_name):
     """Encode audio files (or directories of them) to .vqc token files.
 
     Any format soundfile reads (wav, flac, ogg, ...); stereo is averaged, other sample rates are
@@ -134,15 +157,22 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
       vqcodec encode a.wav b.wav -o tokens/    # tokens/a.vqc, tokens/b.vqc
       vqcodec encode corpus/ -o tokens/        # mirrors the tree: corpus/x/y.wav -> tokens/x/y.vqc
       vqcodec encode corpus/ -o tokens/ --skip-existing   # resume after an interruption
+      vqcodec encode talk.wav --entropy        # entropy-coded with the shipped prior
+      vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
     """
     if force and skip_existing:
         raise VqcodecError("--force and --skip-existing contradict each other")
-    codec = _load(model_name)
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
     failures += clashes
     if skip_existing:
         jobs = _without_existing(jobs)
+    jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
+    if not jobs:  # every input refused: no model loaded for nothing
+        _run_batch([], None, "encoding", failures)
+        return
+    codec = _load(model_name)
+    coder = _entropy_coder(prior_name, codec) if entropy else None
     told = set()
 
     def work(src: Path, dst: Path):
@@ -151,9 +181,11 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing):
         if sr != codec.sample_rate and sr not in told:
             told.add(sr)
             _note(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz")
-        tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds)
+        tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds, coder)
         if len(jobs) == 1:
-            click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {tf.bitrate:.0f} bit/s")
+            rate = (f"{dst.stat().st_size * 8 / tf.duration_s:.0f} bit/s entropy-coded, whole file"
+                    if coder else f"{tf.bitrate:.0f} bit/s")
+            click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {rate}")
 
     _run_batch(jobs, work, "encoding", failures)
 
@@ -199,6 +231,43 @@ def encode_corpus(config_path, output, model_name, skip_existing, overrides):
     _run_batch(jobs, work, "encoding", [])
 
 
+def _precheck(jobs, failures: list, check) -> list:
+    """The jobs for which check(src, dst) raises nothing; the others go to `failures`. Run before the
+    model is loaded, so bad input is refused without waiting for it."""
+    ok = []
+    for src, dst in jobs:
+        try:
+            check(src, dst)
+            ok.append((src, dst))
+        except Exception as e:
+            failures.append((src, _message(src, e)))
+    return ok
+
+
+def _check_tokens(src: Path) -> None:
+    """A cheap pre-load check of a .vqc file (format, CRC). Entropy-coded files need a prior to
+    read the tokens: they are checked in full after loading."""
+    try:
+        codes.read(src)
+    except VqcodecError as e:
+        if "entropy-coded" not in str(e):
+            raise
+
+
+def _lazy_coder_for(prior_names):
+    """codes.read's coder_for, importing vqcodec.entropy (and with it torch) only when a file is
+    entropy-coded, so `info` on plain files stays fast."""
+    made = []
+
+    def coder_for(prior_id: str):
+        if not made:
+            from ..entropy import coder_for_priors
+
+            made.append(coder_for_priors(*prior_names))
+        return made[0](prior_id)
+    return coder_for
+
+
 def _without_existing(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     """--skip-existing: drop the jobs whose output is already there (saying how many)."""
     todo = [(src, dst) for src, dst in jobs if not dst.exists()]
@@ -207,18 +276,32 @@ def _without_existing(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     return todo
 
 
-def _encode_to(codec, src: Path, dst: Path, speaker: str, force: bool, chunk_seconds: float = 5.0):
-    """Encode the audio file src into the .vqc file dst (atomically); returns the TokenFile."""
+def _entropy_coder(prior_name: str, codec):
+    """encode --entropy: the EntropyCoder of a prior trained on this codec's tokens."""
+    from ..api import load_prior
+    from ..entropy import EntropyCoder
+
+    prior = load_prior(prior_name)
+    prior.check_compatible(codec)
+    coder = EntropyCoder.from_prior(prior)
+    coder.progress = True
+    return coder
+
+
+def _encode_to(codec, src: Path, dst: Path, speaker: str, force: bool, chunk_seconds: float = 5.0,
+               coder=None):
+    """Encode the audio file src into the .vqc file dst (atomically), entropy-coded with `coder`
+    if given; returns the TokenFile."""
     tokens, num_samples = codec._encode_file(src, chunk_seconds)
     tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
                          hop=codec.hop, codebook_size=codec.codebook_size, model_id=codec.model_id,
                          speaker=speaker)
-    codes.write(dst, tf, force=force)
+    codes.write(dst, tf, force=force, coder=coder)
     return tf
 
 
 def _note(text: str) -> None:
-    tqdm.write(text, file=click.get_text_stream("stderr"))
+    progress.write(text)
 
 
 def _speaker_of(path: Path, codec) -> str:
@@ -240,11 +323,17 @@ _DECODE_GROUP_TOKENS = 128 * 2500
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature (0 = argmax).")
 @click.option("--seed", default=0, show_default=True,
-              help="Random seed: the same files with the same seed and --batch give the same audio.")
+              help="Random seed: a file decoded with the same seed, voice and --batch gives the same "
+                   "audio, alone or among other files.")
 @click.option("--batch", "max_batch", default=128, show_default=True, type=click.IntRange(min=1),
               help="Segments decoded side by side (1 = one sequential stream per file, slow).")
+@click.option("--suffix", default=None, metavar="SUFFIX",
+              help="Output name = input name without .vqc + SUFFIX [default: .decoded.wav next to the "
+                   "input (talk.vqc -> talk.decoded.wav, never the talk.wav it came from), .wav under -o DIR].")
 @FORCE_OPTION
-def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, force):
+@click.option("--prior", "prior_names", multiple=True, default=("default-prior",), show_default=True,
+              help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
+def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names):
     """Decode .vqc token files to 16 kHz wav with the WaveNet decoder.
 
     Each file is cut into segments that are generated side by side (with a short warm-up and a
@@ -253,24 +342,31 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, fo
 
     \b
     Examples:
-      vqcodec decode talk.vqc                    # writes talk.wav next to it
+      vqcodec decode talk.vqc                    # writes talk.decoded.wav next to it
       vqcodec decode talk.vqc -o out.wav --speaker us2 --seed 3
       vqcodec decode tokens/ -o decoded/         # mirrors the tree, files batched together
+      vqcodec decode tokens/ --suffix .us2.wav -s us2   # next to each .vqc: x.us2.wav
     """
+    found, failures = _expand(inputs, (codes.SUFFIX,))
+    if suffix is not None and not suffix.strip(". "):
+        raise VqcodecError(f"--suffix {suffix!r}: give a suffix such as .decoded.wav")
+    jobs, clashes = _outputs(found, output, suffix or ".decoded.wav", suffix or ".wav")
+    failures += clashes
+    total = len(jobs) + len(failures)
+    jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), _check_tokens(src)))
+    for _, message in failures:
+        _error(message)
+    if not jobs:  # every input refused: no model loaded for nothing
+        _report(failures, total)
     codec = _load(model_name)
     if speaker is not None:
         codec.speaker_index(speaker)
-    found, failures = _expand(inputs, (codes.SUFFIX,))
-    jobs, clashes = _outputs(found, output, ".wav")
-    failures += clashes
-    for _, message in failures:
-        _error(message)
-    total = len(jobs) + len(failures)
+    coder_for = _lazy_coder_for(prior_names)
     ready = []  # (src, dst, TokenFile), checked before any decoding
     for src, dst in jobs:
         try:
             _check_output(dst, force)
-            tf = codes.read(src, expect_model_id=codec.model_id)
+            tf = codes.read(src, expect_model_id=codec.model_id, coder_for=coder_for)
             if tf.num_tokens == 0:
                 raise VqcodecError(f"{src}: holds no tokens")
             ready.append((src, dst, tf))
@@ -315,8 +411,9 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, fo
 @click.option("--speaker", "-s", required=True, help="Target voice (see `vqcodec speakers`).")
 @click.option("--output", "-o", required=True, help="Output .wav file.")
 @MODEL_OPTION
-@click.option("--temperature", "-t", default=1.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Decoder sampling temperature (0 = argmax).")
+@click.option("--seed", default=0, show_default=True, help="Decoder random seed (same seed, same audio).")
 @FORCE_OPTION
 def convert(input_path, speaker, output, model_name, temperature, seed, force):
     """Voice conversion: encode INPUT, decode it with another speaker's identity.
@@ -325,10 +422,13 @@ def convert(input_path, speaker, output, model_name, temperature, seed, force):
     Example:
       vqcodec convert talk.wav --speaker us2 -o talk_as_us2.wav
     """
+    out = Path(output)
+    audio.info(input_path)  # refuse a missing or non-audio input before loading the model
+    if out.resolve() == Path(input_path).resolve():
+        raise VqcodecError(f"{out} is the input of this command; choose another -o")
+    _check_output(out, force)
     codec = _load(model_name)
     codec.speaker_index(speaker)
-    out = Path(output)
-    _check_output(out, force)
     wav = audio.load(input_path, codec.sample_rate, verbose_resample=True)
     start = time.perf_counter()
     converted = codec.convert(wav, codec.sample_rate, speaker, temperature=temperature, seed=seed,
@@ -342,20 +442,42 @@ def convert(input_path, speaker, output, model_name, temperature, seed, force):
 @cli.command()
 @MODEL_OPTION
 def speakers(model_name):
-    """List the speakers (voices) a model can decode with."""
-    codec = _load(model_name)
-    for name in codec.speakers:
+    """List the speakers (voices) a model can decode with.
+
+    \b
+    Examples:
+      vqcodec speakers
+      vqcodec speakers -m runs/synth/vqvae/checkpoint.pt
+    """
+    from ..checkpoint_meta import speakers as read_speakers
+    from ..pretrained import resolve
+
+    names = read_speakers(resolve(model_name))  # without torch: ~0.1 s instead of ~2 s
+    for name in names if names is not None else _load(model_name).speakers:
         click.echo(name)
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-def info(files):
-    """Print the header of .vqc token files: duration, tokens, bits per token, bitrate, model."""
+@click.option("--prior", "prior_names", multiple=True, default=("default-prior",), show_default=True,
+              help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
+def info(files, prior_names):
+    """Print the header of .vqc token files: duration, tokens, bits per token, bitrate, model.
+
+    For an entropy-coded file (read with its prior): the bits per token actually stored, the
+    payload's kbps, the saving against plain packing, and the bitrate with the per-file gain and
+    voice vector spread over the file.
+
+    \b
+    Examples:
+      vqcodec info talk.vqc
+      vqcodec info tokens/*.vqc --prior runs/x/prior/checkpoint.pt
+    """
+    coder_for = _lazy_coder_for(prior_names)
     failures = 0
     for f in files:
         try:
-            desc = codes.describe(codes.read(f))
+            desc = codes.describe(codes.read(f, coder_for=coder_for))
         except VqcodecError as e:
             click.echo(f"vqcodec: error: {e}", err=True)
             failures += 1
@@ -376,8 +498,9 @@ def info(files):
               help="Shipped prior name or checkpoint path.")
 @MODEL_OPTION
 @click.option("--temperature", "-t", default=1.0, show_default=True, help="Prior sampling temperature.")
-@click.option("--decoder-temperature", default=1.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--decoder-temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Decoder sampling temperature (0 = argmax).")
+@click.option("--seed", default=0, show_default=True, help="Random seed of the prior and the decoder.")
 @click.option("--prompt", type=click.Path(dir_okay=False), help="Audio or .vqc file whose tokens start the stream.")
 @click.option("--tokens-out", help="Also write the sampled tokens as a .vqc file.")
 @FORCE_OPTION

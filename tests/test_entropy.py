@@ -1,0 +1,349 @@
+"""Entropy-coded .vqc payloads (issue 15): exact round trips with the prior's step-by-step tables,
+the same bytes at 1 and 2 threads, a fuzzed payload reader that only ever raises FormatError, the
+refusals (prior not available, another tokenizer, a prior giving other tables), and the CLI."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vqcodec import checkpoint, codes, entropy
+from vqcodec.api import TokenPrior, load_model
+from vqcodec.cli import cli
+from vqcodec.codes import TokenFile
+from vqcodec.config import PriorConfig, WaveNetConfig
+from vqcodec.entropy import EntropyCoder
+from vqcodec.errors import FormatError
+from vqcodec.models.prior import Prior
+
+TOKENIZER = "0123456789abcdef"
+PRIOR_ID = "00000000000000aa"
+
+
+def tiny_prior(k: int = 16, speakers: int = 0, seed: int = 0) -> Prior:
+    torch.manual_seed(seed)
+    cfg = PriorConfig(wavenet=WaveNetConfig(layers=5, dilation_cycle=5, residual_channels=8, gate_channels=12,
+                                            skip_channels=10, global_dim=4),
+                      speaker_conditioned=bool(speakers))
+    return Prior(cfg, k, max(speakers, 1)).eval()
+
+
+def token_file(tokens, k: int = 16, speaker: str = "") -> TokenFile:
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return TokenFile(tokens=tokens, sample_rate=16000, num_samples=len(tokens) * 64 + 5, hop=64,
+                     codebook_size=k, model_id=TOKENIZER, speaker=speaker)
+
+
+def coder(prior=None, **kw) -> EntropyCoder:
+    prior = prior or tiny_prior()
+    return EntropyCoder(prior.net, PRIOR_ID, tokenizer_id=TOKENIZER, **kw)
+
+
+def round_trip(tf: TokenFile, c: EntropyCoder) -> bytes:
+    data = codes.to_bytes(tf, coder=c)
+    back = codes.from_bytes(data, coder_for=c)
+    assert back == tf and back.prior_id == c.prior_id
+    np.testing.assert_array_equal(back.tokens, tf.tokens)
+    return data
+
+
+# --------------------------------------------------------------------------- tables
+def test_frequency_tables_sum_to_total_and_give_every_symbol_at_least_one():
+    rng = np.random.default_rng(0)
+    logits = np.concatenate([rng.normal(0, 5, (50, 512)), np.zeros((1, 512)),
+                             np.r_[1e4, np.zeros(511)][None]], 0).astype(np.float32)
+    freq = entropy.frequencies(torch.from_numpy(logits))
+    assert freq.dtype == np.int64 and freq.shape == (52, 512)
+    assert (freq.sum(1) == entropy.TOTAL).all() and freq.min() >= 1
+    assert (freq[51, 1:] == 1).all() and freq[51, 0] == entropy.TOTAL - 511  # all mass it can get
+    assert freq[50].max() - freq[50].min() <= 512  # uniform logits: (nearly) uniform table
+    assert (freq.argmax(1) == logits.argmax(1)).all()
+    with pytest.raises(FormatError, match="non-finite"):
+        entropy.frequencies(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_one_thread_restores_the_callers_setting():
+    torch.set_num_threads(2)
+    with entropy.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+# --------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 100])
+def test_round_trip_random_tokens_across_chunks_and_rounds(n):
+    # chunk 16, batch 3: 100 tokens are 7 chunks in 3 rounds, the last chunk 4 tokens long
+    rng = np.random.default_rng(n)
+    tf = token_file(rng.integers(0, 16, n))
+    data = round_trip(tf, coder(chunk=16, batch=3))
+    assert codes.from_bytes(data, coder_for=coder(chunk=99, batch=1)) == tf  # the file's chunking counts
+
+
+def test_round_trip_long_file_with_default_chunking():
+    tf = token_file(np.random.default_rng(1).integers(0, 16, 5 * entropy.CHUNK + 7))
+    round_trip(tf, coder())
+
+
+@pytest.mark.parametrize("speaker", ["b", "unknown", ""])
+def test_speaker_conditioned_prior_round_trip(speaker):
+    prior = tiny_prior(speakers=3)
+    tp = TokenPrior(prior, None, {"speakers": ["a", "b", "c"], "vqvae_model_id": TOKENIZER})
+    c = EntropyCoder.from_prior(tp, chunk=32)
+    tf = token_file(np.random.default_rng(2).integers(0, 16, 70), speaker=speaker)
+    round_trip(tf, c)
+    # the speaker is part of the model: another one gives other tables (other bytes)
+    other = token_file(tf.tokens, speaker="c")
+    assert codes.to_bytes(other, coder=c)[-200:] != codes.to_bytes(tf, coder=c)[-200:]
+
+
+def test_a_confident_model_compresses_and_any_step_model_works():
+    """The coder takes any object with the WaveNet's init_state / step / feed interface; a model
+    sure that token t is (t-1)+1 mod K codes a counting stream in far under a bit per token."""
+    class Counter:
+        num_classes = 16
+
+        def init_state(self, batch, local=None, global_ids=None):
+            return _CounterState(torch.full((batch,), -1))
+
+        def step(self, state):
+            return torch.nn.functional.one_hot((state.prev + 1) % 16, 16).float() * 20
+
+    tf = token_file(np.arange(3000) % 16)
+    c = EntropyCoder(Counter(), PRIOR_ID)
+    data = round_trip(tf, c)
+    info = codes.describe(codes.from_bytes(data, coder_for=c))
+    assert info["stored_bits_per_token"] < 0.1 and info["saving_vs_packed"] > 0.97
+    assert info["payload_coding"].startswith(f"entropy (prior {PRIOR_ID}")
+
+
+class _CounterState:
+    def __init__(self, prev):
+        self.prev = prev
+
+    def feed(self, x):
+        self.prev = x
+
+
+def test_identical_bytes_and_tokens_at_one_and_two_threads():
+    tf = token_file(np.random.default_rng(3).integers(0, 16, 300))
+    c = coder(chunk=64)
+    torch.set_num_threads(1)
+    one = codes.to_bytes(tf, coder=c)
+    torch.set_num_threads(2)
+    two = codes.to_bytes(tf, coder=c)
+    assert one == two
+    assert codes.from_bytes(one, coder_for=c) == tf  # decoded at two threads
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    assert codes.from_bytes(two, coder_for=c) == tf
+
+
+def test_real_tokens_with_the_shipped_prior_are_smaller_and_exact():
+    """Tokens of the shipped example with the shipped model and prior: same tokens, fewer bits."""
+    from vqcodec.api import load_prior
+
+    root = Path(__file__).resolve().parent.parent
+    codec = load_model("default")
+    tokens, n = codec._encode_file(root / "pretrained" / "examples" / "example.wav")
+    tokens = tokens[:600]  # 2.4 s keeps the test quick
+    tf = TokenFile(tokens, codec.sample_rate, len(tokens) * codec.hop, codec.hop, codec.codebook_size,
+                   codec.model_id, speaker="us1")
+    c = EntropyCoder.from_prior(load_prior("default-prior"))
+    data = round_trip(tf, c)
+    info = codes.describe(codes.from_bytes(data, coder_for=c))
+    assert info["stored_bits_per_token"] < 0.8 * codec.bits_per_token
+    assert info["stored_bits_per_token"] < info["entropy_bits_per_token"]  # beats the unigram too
+
+
+# --------------------------------------------------------------------------- refusals
+def test_prior_not_available_or_other_tables_or_other_tokenizer():
+    tf = token_file(np.random.default_rng(4).integers(0, 16, 120))
+    data = codes.to_bytes(tf, coder=coder())
+    with pytest.raises(FormatError, match=f"entropy-coded with prior {PRIOR_ID}, which is not available"):
+        codes.from_bytes(data)
+    with pytest.raises(FormatError, match="not available"):
+        codes.from_bytes(data, coder_for=lambda pid: None)
+    other_id = EntropyCoder(tiny_prior().net, "ffffffffffffffff")
+    with pytest.raises(FormatError, match="not available"):
+        codes.from_bytes(data, coder_for=other_id)
+    # a prior that claims the same id but predicts otherwise (other weights, another machine's
+    # float kernels): the token CRC says so instead of returning other tokens
+    with pytest.raises(FormatError, match="token CRC mismatch|corrupt entropy"):
+        codes.from_bytes(data, coder_for=coder(tiny_prior(seed=5)))
+    with pytest.raises(FormatError, match="tokens of model"):
+        codes.to_bytes(TokenFile(tf.tokens, 16000, 9000, 64, 16, "fedcba9876543210"), coder=coder())
+    with pytest.raises(FormatError, match="codebook of 32 codes"):
+        codes.to_bytes(token_file([1, 2, 3], k=32), coder=coder())
+
+
+def test_coder_for_priors_names_what_it_tried(tmp_path):
+    prior = tiny_prior()
+    path = tmp_path / "p.pt"
+    save_prior(path, prior, TOKENIZER)
+    lookup = entropy.coder_for_priors(str(path))
+    c = EntropyCoder.from_prior(_load_prior(path))
+    assert lookup(c.prior_id).prior_id == c.prior_id
+    with pytest.raises(FormatError, match=f"prior 1111111111111111, which is not available.*{c.prior_id}"):
+        lookup("1111111111111111")
+
+
+def test_prior_id_follows_the_weights():
+    a, b = tiny_prior(seed=0), tiny_prior(seed=0)
+    assert entropy.prior_id(a) == entropy.prior_id(b)
+    with torch.no_grad():
+        b.net.post2.bias[0] += 1e-6
+    assert entropy.prior_id(a) != entropy.prior_id(b)
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def test_header_lies_about_the_entropy_payload():
+    c = coder(chunk=16)
+    data = codes.to_bytes(token_file(np.arange(40) % 16), coder=c)
+    body = bytearray(data[:-4])
+    body[26:34] = struct.pack("<Q", 2 ** 40)  # far more tokens than the payload can hold
+    with pytest.raises(FormatError, match="cannot fit"):
+        codes.from_bytes(_recrc(bytes(body)), coder_for=c)
+    body = bytearray(data[:-4])
+    body[55:57] = b"\0\0"  # chunk 0
+    with pytest.raises(FormatError, match="inconsistent header"):
+        codes.from_bytes(_recrc(bytes(body)), coder_for=c)
+
+
+# --------------------------------------------------------------------------- fuzz
+_FUZZ_CODER = coder(chunk=8, batch=2)
+_FUZZ_FILES = [codes.to_bytes(token_file(t), coder=_FUZZ_CODER)
+               for t in (np.arange(30) % 16, np.random.default_rng(6).integers(0, 16, 21), [3], [])]
+_FUZZ_TF = {d: codes.from_bytes(d, coder_for=_FUZZ_CODER) for d in _FUZZ_FILES}
+
+
+@st.composite
+def corrupted(draw):
+    """An entropy-coded file with payload or header bytes changed and the outer CRC made valid
+    again, so the entropy reader itself sees the damage."""
+    original = draw(st.sampled_from(_FUZZ_FILES))
+    data = bytearray(original[:-4])
+    payload_at = codes._HEADER_MIN  # no speaker, no voice
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "header"]))
+        if op in ("flip", "set") and len(data) > payload_at:
+            i = draw(st.integers(payload_at, len(data) - 1))
+            data[i] = data[i] ^ (1 << draw(st.integers(0, 7))) if op == "flip" else draw(st.integers(0, 255))
+        elif op == "cut" and len(data) > payload_at:
+            del data[draw(st.integers(payload_at, len(data) - 1)):][:draw(st.integers(1, 8))]
+        elif op == "insert":
+            i = draw(st.integers(payload_at, len(data)))
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "header":  # num_tokens, chunk, batch or payload length
+            at, fmt = draw(st.sampled_from([(26, "<Q"), (55, "<H"), (57, "<H"), (59, "<Q")]))
+            data[at:at + struct.calcsize(fmt)] = struct.pack(fmt, draw(st.integers(0, 64)))
+    return original, _recrc(bytes(data))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(corrupted())
+def test_fuzz_entropy_payload_reader_only_raises_format_error(case):
+    original, data = case
+    try:
+        tf = codes.from_bytes(data, coder_for=_FUZZ_CODER)
+    except FormatError:
+        return
+    # what still parses decodes to exactly the tokens that were written (both CRCs hold)
+    assert tf == _FUZZ_TF[original]
+
+
+# --------------------------------------------------------------------------- CLI
+SPEAKERS = ["us1", "us2"]
+
+
+def save_prior(path: Path, prior: Prior, tokenizer: str, speakers=("us1",)) -> Path:
+    from tiny import tiny_config
+
+    cfg = tiny_config()
+    cfg.prior = prior.cfg
+    checkpoint.save(path, {"kind": "prior", "config": cfg.to_dict(),
+                           "meta": {"speakers": list(speakers), "vqvae_model_id": tokenizer,
+                                    "codebook_size": prior.codebook_size},
+                           "model": prior.state_dict()})
+    return path
+
+
+def _load_prior(path):
+    from vqcodec.api import load_prior
+
+    return load_prior(path)
+
+
+@pytest.fixture(scope="module")
+def cli_models(tmp_path_factory):
+    from test_codec import _save, _tiny_model
+
+    root = tmp_path_factory.mktemp("entropy_models")
+    model = _save(root / "k512.pt", *_tiny_model(512, 0))
+    codec = load_model(model)
+    prior = save_prior(root / "prior.pt", tiny_prior(k=512, speakers=2), codec.model_id, SPEAKERS)
+    other = save_prior(root / "other.pt", tiny_prior(k=512, speakers=2, seed=9), codec.model_id, SPEAKERS)
+    return {"model": model, "prior": str(prior), "other": str(other)}
+
+
+def test_cli_encode_entropy_decode_info(cli_models, tmp_path):
+    from test_codec import _varied
+    import soundfile as sf
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), _varied(0.6, 3), 16000, subtype="PCM_16")
+    m, p = cli_models["model"], cli_models["prior"]
+    run = CliRunner().invoke
+    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
+    assert r.exit_code == 0, r.output
+    assert "entropy-coded" in r.output
+    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "p.vqc"), "-m", m])
+    assert r.exit_code == 0, r.output
+    plain = codes.read(tmp_path / "p.vqc")
+    coded = codes.read(tmp_path / "e.vqc", coder_for=entropy.coder_for_priors(p))
+    assert coded == plain and coded.prior_id and not plain.prior_id
+    r = run(cli, ["info", str(tmp_path / "e.vqc"), "--prior", p])
+    assert r.exit_code == 0, r.output
+    for line in ("payload_coding: entropy (prior", "stored_bits_per_token:", "saving_vs_packed:",
+                 "total_bitrate_bps:", "payload_kbps:", "gain: 1.0", "voice_bits: 0"):
+        assert line in r.output
+    r = run(cli, ["decode", str(tmp_path / "e.vqc"), "-o", str(tmp_path / "e.wav"), "--prior", p, "-m", m])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["decode", str(tmp_path / "p.vqc"), "-o", str(tmp_path / "p.wav"), "-m", m])
+    assert r.exit_code == 0, r.output
+    a, b = sf.read(str(tmp_path / "e.wav"))[0], sf.read(str(tmp_path / "p.wav"))[0]
+    np.testing.assert_array_equal(a, b)  # same tokens, same seed: the same audio
+
+
+def test_cli_entropy_refusals_leave_no_output(cli_models, tmp_path):
+    from test_codec import _varied
+    import soundfile as sf
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), _varied(0.3, 4), 16000, subtype="PCM_16")
+    m, p, other = cli_models["model"], cli_models["prior"], cli_models["other"]
+    run = CliRunner().invoke
+    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
+    assert r.exit_code == 0, r.output
+    # decoding with a prior that is not the file's: one clear line, no wav
+    r = run(cli, ["decode", str(tmp_path / "e.vqc"), "-o", str(tmp_path / "e.wav"), "--prior", other, "-m", m])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
+    assert r.exit_code != 0 and "which is not available" in errors[0] and other in errors[0]
+    assert not (tmp_path / "e.wav").exists()
+    r = run(cli, ["info", str(tmp_path / "e.vqc"), "--prior", other])
+    assert r.exit_code != 0 and "not available" in r.stderr
+    # a prior of another tokenizer is refused before anything is written
+    wrong = save_prior(tmp_path / "wrong.pt", tiny_prior(k=512, speakers=2), "f" * 16, SPEAKERS)
+    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "w.vqc"), "--entropy", "--prior", str(wrong), "-m", m])
+    assert r.exit_code != 0 and "codebooks differ" in r.stderr
+    assert not (tmp_path / "w.vqc").exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["e.vqc", "wrong.pt", "x.wav"]
