@@ -21,7 +21,7 @@ from tiny import tiny_config, tone
 from vqcodec import checkpoint
 from vqcodec.audio import save
 from vqcodec.cli import cli
-from vqcodec.evaluation import baselines, html, metrics
+from vqcodec.evaluation import baselines, html
 
 SR = 16000
 SPEAKERS = ["us1", "us2"]

@@ -228,14 +228,13 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
                 f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
                 f"<h1>{html.escape(title)}</h1>\n{intro_html}\n{summary_html}\n{body}\n"
                 f"<script>{JS}</script>\n</body></html>\n")
-        old = out_dir / LISTEN_DIR
-        backup = None
-        if old.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.old.", dir=out_dir))
-            os.replace(old, backup / LISTEN_DIR)
-        os.replace(tmp, old)
-        with atomic_path(out_dir / PAGE) as p:
+        old, backup = out_dir / LISTEN_DIR, None
+        with atomic_path(out_dir / PAGE) as p:  # the page is renamed into place last
             p.write_text(page, encoding="utf-8")
+            if old.exists():
+                backup = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.old.", dir=out_dir))
+                os.replace(old, backup / LISTEN_DIR)
+            os.replace(tmp, old)
         if backup is not None:
             shutil.rmtree(backup, ignore_errors=True)
     except OSError as e:
