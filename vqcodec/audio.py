@@ -1,19 +1,25 @@
 """Audio in and out: any soundfile format to 16 kHz mono float32, wav out, mu-law companding.
 
 Resampling uses soxr (the resampler librosa uses); mu-law is done in torch so the decoder's
-targets and its sampled outputs share one implementation.
+targets and its sampled outputs share one implementation. torch and librosa are imported inside
+the functions that use them: the CLI imports this module, and `vqcodec --help` / `info` must not
+pay for torch's ~1 s import.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soundfile as sf
-import torch
 
 from .errors import AudioError
 from .files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
@@ -69,10 +75,10 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
 
 
-def save(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE,
+def save(path: str | os.PathLike, wav: "np.ndarray | torch.Tensor", sample_rate: int = SAMPLE_RATE,
          force: bool = True) -> Path:
     """Write 16-bit PCM wav atomically (temporary file, then rename)."""
-    if isinstance(wav, torch.Tensor):
+    if hasattr(wav, "detach"):  # a torch.Tensor (torch is not imported just to check)
         wav = wav.detach().cpu().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
     path = Path(path)
@@ -81,16 +87,20 @@ def save(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sample_rate: i
     return path
 
 
-def mulaw_encode(x: torch.Tensor, channels: int = 256) -> torch.Tensor:
+def mulaw_encode(x: "torch.Tensor", channels: int = 256) -> "torch.Tensor":
     """Float waveform in [-1, 1] -> integer classes in [0, channels)."""
+    import torch
+
     mu = channels - 1
     x = x.clamp(-1.0, 1.0)
     y = torch.sign(x) * torch.log1p(mu * x.abs()) / torch.log1p(torch.tensor(float(mu)))
     return ((y + 1) / 2 * mu + 0.5).long().clamp(0, mu)
 
 
-def mulaw_decode(q: torch.Tensor, channels: int = 256) -> torch.Tensor:
+def mulaw_decode(q: "torch.Tensor", channels: int = 256) -> "torch.Tensor":
     """Integer classes in [0, channels) -> float waveform in [-1, 1]."""
+    import torch
+
     mu = channels - 1
     y = 2 * q.float() / mu - 1
     return torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu

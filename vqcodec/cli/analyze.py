@@ -27,8 +27,9 @@ def analyze():
 @click.option("--ignore-silence", is_flag=True, help="Drop silence frames before scoring.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: report.json, heatmap.png, confusion.png.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, limit, no_baseline,
-             ignore_silence, out_dir):
+             ignore_silence, out_dir, quiet):
     """Phone purity, cluster purity, PNMI and the paper's code->phone mapping accuracy.
 
     \b
@@ -44,6 +45,7 @@ def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, 
     codec = vqcodec.load_model(model)
     report = run_phoneme_analysis(codec, data_dir, out_dir, alignments_dir=alignments_dir, align=align,
                                   split_seed=split_seed, test_fraction=test_fraction, limit=limit,
-                                  baseline=not no_baseline, ignore_silence=ignore_silence, model_name=str(model))
+                                  baseline=not no_baseline, ignore_silence=ignore_silence, model_name=str(model),
+                                  progress=not quiet)
     click.echo(format_summary(report))
     click.echo(f"\nwrote {out_dir}/report.json, heatmap.png, confusion.png")

@@ -58,10 +58,16 @@ def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
 @corpus.command("info")
 @click.argument("root", type=click.Path())
 @click.option("--kind", type=click.Choice(["folders", "vctk", "librispeech"]), default="folders",
-              show_default=True)
+              show_default=True, help="Corpus layout: ROOT/SPEAKER/** folders, VCTK or LibriSpeech.")
 @click.option("--mic", default="mic1", show_default=True, help="VCTK 0.92 microphone.")
 def info_cmd(root, kind, mic):
-    """Count the speakers, utterances and transcripts of a corpus."""
+    """Count the speakers, utterances and transcripts of a corpus.
+
+    \b
+    Examples:
+      vqcodec corpus info data/synth/train
+      vqcodec corpus info /data/VCTK-Corpus-0.92 --kind vctk --mic mic2
+    """
     from collections import Counter
 
     from ..data.corpora import load_corpus

@@ -46,7 +46,7 @@ def _listen_option(f):
                    "-1300, -1200, -700C, -450; opus-6k, -8k, -10k, -12k, -16k, -24k.")
 @click.option("--limit", type=int, default=0, metavar="N",
               help="Use at most N files, taken round-robin across speakers (0: all).")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for report.json, report.csv, spectrograms.png and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
 @click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
@@ -113,7 +113,7 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-m", "--model", default="default", show_default=True,
               help="Shipped model name or checkpoint path.")
-@click.option("-t", "--to", "target", required=True, metavar="SPEAKER",
+@click.option("--to", "target", required=True, metavar="SPEAKER",
               help="Target speaker (one of the model's speakers).")
 @click.option("--target-refs", type=click.Path(exists=True, path_type=Path), default=None,
               help="Real utterances of the target speaker [default: DATA_DIR/SPEAKER].")
@@ -121,10 +121,10 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
               help="Convert at most N source files, round-robin across speakers (0: all).")
 @click.option("--refs-per-speaker", type=int, default=10, show_default=True,
               help="Real utterances averaged into each speaker's reference embedding.")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for convert.json, convert.csv and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
-@click.option("--temperature", type=float, default=1.0, show_default=True,
+@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
               help="Decoder sampling temperature.")
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

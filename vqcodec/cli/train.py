@@ -4,8 +4,6 @@ from __future__ import annotations
 import click
 
 from . import cli
-from .. import checkpoint
-from ..config import load_config
 
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a config value, e.g. --set train.steps=2000 (repeatable).")
@@ -32,10 +30,18 @@ def train():
 @SET_OPTION
 def train_vqvae(config_path, resume, overrides):
     """Train the VQ-VAE described by CONFIG (TOML; relative paths are relative to the current
-    directory). Prepares (resamples and caches) the corpus on first use."""
+    directory). Prepares (resamples and caches) the corpus on first use.
+
+    \b
+    Examples:
+      vqcodec train vqvae recipes/synth/config.toml
+      vqcodec train vqvae recipes/vctk/config.toml --set train.steps=50000 --resume
+    """
     from ..data.prepare import vqvae_items
     from ..tasks import VQVAETask
     from ..train import train as run
+
+    from ..config import load_config
 
     cfg = load_config(config_path, list(overrides))
     train_items, valid_items, speakers = vqvae_items(cfg)
@@ -49,11 +55,18 @@ def train_vqvae(config_path, resume, overrides):
 @SET_OPTION
 def train_prior(config_path, resume, overrides):
     """Train a prior on the tokens of a trained VQ-VAE. CONFIG's [prior] vqvae names the VQ-VAE
-    checkpoint and [data] root a tree of .vqc files it made (`vqcodec encode CORPUS -o TOKENS`)."""
+    checkpoint and [data] root a tree of .vqc files it made (`vqcodec encode CORPUS -o TOKENS`).
+
+    \b
+    Example:
+      vqcodec train prior recipes/synth/prior.toml
+    """
     from ..api import load_model
     from ..data.prepare import prior_items
     from ..tasks import PriorTask
     from ..train import train as run
+
+    from ..config import load_config
 
     cfg = load_config(config_path, list(overrides))
     codec = load_model(cfg.prior.vqvae or "default")
@@ -70,6 +83,13 @@ def train_prior(config_path, resume, overrides):
 @click.argument("src", metavar="CHECKPOINT")
 @click.argument("dst", metavar="OUT")
 def export(src, dst):
-    """Strip optimizer and RNG state from a training checkpoint (what ships in pretrained/)."""
+    """Strip optimizer and RNG state from a training checkpoint (what ships in pretrained/).
+
+    \b
+    Example:
+      vqcodec train export runs/synth/vqvae/checkpoint.pt pretrained/my-model.pt
+    """
+    from .. import checkpoint
+
     checkpoint.export(src, dst)
     click.echo(f"wrote {dst}")

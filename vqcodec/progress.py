@@ -1,0 +1,101 @@
+"""Progress bars: tqdm on a terminal, a few plain lines when stderr is not one.
+
+A tqdm bar redraws itself with carriage returns, which in a log file or a CI page becomes one
+line per refresh. When stderr is not a TTY, `bar` returns a `PlainBar` instead: the same small
+interface (iterate, update, close, set_postfix, context manager), printing one line at the start
+and at each quarter of the work, with the rate.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def bar(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable: bool = False,
+        leave: bool = True, unit_scale: bool = False, stream=None):
+    """A tqdm bar (stderr is a terminal) or a PlainBar (it is not); `disable` gives a silent one."""
+    stream = stream if stream is not None else sys.stderr
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    if not disable and not _isatty(stream):
+        return PlainBar(iterable, total=total, desc=desc, unit=unit, stream=stream)
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave,
+                unit_scale=unit_scale, file=stream)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class PlainBar:
+    """Progress as plain lines: 'desc: 0/60.0 s', then at 25/50/75/100 %, with the rate."""
+
+    def __init__(self, iterable=None, total=None, desc: str = "", unit: str = "it", stream=None):
+        self.iterable = iterable
+        self.total = total
+        self.desc = desc
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.n = 0
+        self._start = time.perf_counter()
+        self._next_quarter = 1
+        self._closed = False
+        self._line(f"{self._fmt(0)}{'/' + self._fmt(total) if total else ''} {unit}")
+
+    def _fmt(self, x) -> str:
+        return f"{x:.1f}" if isinstance(x, float) and not float(x).is_integer() else f"{x:g}"
+
+    def _line(self, text: str) -> None:
+        print(f"{self.desc}: {text}" if self.desc else text, file=self.stream, flush=True)
+
+    def update(self, n=1) -> None:
+        self.n += n
+        if not self.total:
+            return
+        while self._next_quarter <= 4 and self.n >= self.total * self._next_quarter / 4 - 1e-9:
+            elapsed = max(time.perf_counter() - self._start, 1e-9)
+            self._line(f"{25 * self._next_quarter}% ({self._fmt(round(self.n, 1))}/{self._fmt(self.total)} "
+                       f"{self.unit}, {self.n / elapsed:.3g} {self.unit}/s, {elapsed:.1f} s)")
+            self._next_quarter += 1
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+        self.close()
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def set_description(self, desc: str) -> None:
+        self.desc = desc
+
+    def close(self) -> None:
+        if not self._closed and not self.total:
+            self._line(f"done ({self._fmt(self.n)} {self.unit}, {time.perf_counter() - self._start:.1f} s)")
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def write(text: str, file=None) -> None:
+        print(text, file=file if file is not None else sys.stderr, flush=True)
+
+
+def write(text: str) -> None:
+    """A line on stderr that does not break a tqdm bar being drawn there."""
+    if _isatty(sys.stderr):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
