@@ -64,14 +64,12 @@ class Codec:
 
     # ------------------------------------------------------------------ encode
     def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim == 2:  # (samples, channels) as soundfile returns it
-            wav = wav.mean(axis=1)
-        if wav.size == 0:
-            raise AudioError("audio is empty (0 samples)")
-        if not np.all(np.isfinite(wav)):
-            raise AudioError("audio contains NaN or infinite samples")
-        return resample(wav, sample_rate, self.sample_rate)
+        """Mono float32 at the model's rate; the input rules are `audio.as_mono_float`'s (int16 /
+        int32 scaled, (samples, channels) mixed down, channels-first and ambiguous shapes refused)."""
+        from .audio import as_mono_float
+
+        wav = as_mono_float(wav, sample_rate)
+        return resample(wav, int(sample_rate), self.sample_rate)
 
     def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of

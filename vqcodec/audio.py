@@ -66,6 +66,62 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, start: int = 0
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+MAX_CHANNELS = 16  # a 2-D array with more columns than this is not (samples, channels)
+_INT_SCALE = {np.dtype("int16"): 32768.0, np.dtype("int32"): 2147483648.0}
+
+
+def as_mono_float(wav, sample_rate, what: str = "audio") -> np.ndarray:
+    """The one check of in-memory audio given to the API: a 1-D float32 array in [-1, 1].
+
+    Accepts float arrays (any float dtype, values in [-1, 1]: a peak above 2 is refused as
+    probably unscaled integers), int16 and int32 PCM (scaled by 2^15 / 2^31), lists and torch
+    tensors. Shapes: (samples,) or (samples, channels) as soundfile returns it, channels averaged.
+    Refused with a message saying which layout is expected: channels-first (channels, samples),
+    other 2-D shapes where samples and channels cannot be told apart, 0-D and >2-D arrays, other
+    dtypes (int64, uint8, bool, ...: their scale is unknown), empty or non-finite audio, and a
+    sample rate that is not a positive integer. Raises AudioError; `what` names the input."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)) \
+            or not float(sample_rate).is_integer() or sample_rate <= 0:
+        raise AudioError(f"{what}: sample rate must be a positive integer number of Hz, got {sample_rate!r}")
+    if hasattr(wav, "detach"):  # torch.Tensor
+        wav = wav.detach().cpu().numpy()
+    try:
+        arr = np.asarray(wav)
+    except (TypeError, ValueError) as e:
+        raise AudioError(f"{what}: not an array of samples ({e})") from None
+    layout = "expected (samples,) or (samples, channels) as soundfile.read returns it"
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise AudioError(f"{what}: got a {arr.ndim}-D array of shape {arr.shape}; {layout}")
+    if arr.size == 0:
+        raise AudioError(f"{what}: audio is empty (0 samples)")
+    if arr.ndim == 2:
+        rows, cols = arr.shape
+        if cols == 1 or (cols <= MAX_CHANNELS and rows > cols):
+            pass  # (samples, channels)
+        elif rows <= MAX_CHANNELS and cols > rows:
+            raise AudioError(f"{what}: shape {arr.shape} looks channels-first ({rows} channels x {cols} "
+                             f"samples); {layout}: pass wav.T")
+        else:
+            raise AudioError(f"{what}: cannot tell samples from channels in shape {arr.shape}; {layout} "
+                             f"with at most {MAX_CHANNELS} channels")
+    if arr.dtype in _INT_SCALE:
+        arr = arr.astype(np.float32) / np.float32(_INT_SCALE[arr.dtype])
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(arr)):
+            raise AudioError(f"{what}: audio contains NaN or infinite samples")
+        peak = float(np.abs(arr).max())
+        if peak > 2.0:
+            raise AudioError(f"{what}: float samples must lie in [-1, 1], peak is {peak:g} (integer PCM "
+                             f"stored as float? divide by 32768, or pass the int16 array itself)")
+    else:
+        raise AudioError(f"{what}: samples of dtype {arr.dtype} are not accepted; give float samples in "
+                         f"[-1, 1], or int16 / int32 PCM")
+    if arr.ndim == 2:
+        arr = arr.mean(axis=1) if arr.shape[1] > 1 else arr[:, 0]
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """soxr high-quality resampling (via librosa)."""
     if orig_sr == target_sr:
