@@ -3,6 +3,8 @@
     codec = load_model("default")                   # or a path to a checkpoint
     tokens = codec.encode(wav, sample_rate)         # np.int64, one token per hop (4 ms)
     wav16k = codec.decode(tokens, speaker="us1")    # float32 at codec.sample_rate
+    tf = codec.encode_utterance(wav, sample_rate)   # tokens + gain + voice vector: a .vqc's content
+    wav16k = codec.decode_file(tf)                  # in the speaker's own voice, at the input level
 """
 from __future__ import annotations
 
@@ -12,22 +14,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, codes
 from .audio import resample
 from .codes import bits_per_token
 from .config import Config
 from .errors import AudioError, VqcodecError
 from .generate import decode_segments, release_memory
 from .models.vqvae import VQVAE
+from .nn import voice as voice_codec
+from .tasks import level_gain
+
+VOICE_MAX_SECONDS = 60       # the voice vector of a file is taken from its first minute
+MIN_REFERENCE_SECONDS = 1.0  # shortest reference recording `convert --like` accepts
+FAST_CHUNK_TOKENS = 2500     # fast decoding works on 10 s chunks (plus context): bounded memory
 
 
 class Codec:
-    def __init__(self, model: VQVAE, config: Config, speakers: list[str], source: str = ""):
+    """A trained tokenizer and its decoders. v2 models: level normalisation, a voice vector per
+    file, a fast deterministic decoder (default) and the WaveNet; v1 models: the WaveNet with a
+    speaker table."""
+
+    def __init__(self, model: VQVAE, config: Config, speakers: list[str], source: str = "",
+                 voices: dict[str, list[int]] | None = None):
         self.model = model.eval()
         self.config = config
-        self.speakers = list(speakers)
         self.source = source
         self.model_id = checkpoint.model_id(model.state_dict(), config.to_dict()["model"])
+        self.voices = {name: np.asarray(v, dtype=np.uint8) for name, v in (voices or {}).items()}
+        # named voices: the v2 table of voice vectors, or the v1 speaker table
+        self.speakers = list(self.voices) if self.has_voice else list(speakers)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -54,13 +69,29 @@ class Codec:
     def device(self) -> torch.device:
         return self.model.quantizer.codebook.device
 
+    @property
+    def has_voice(self) -> bool:
+        """True for v2 models: the voice travels in the file as a vector."""
+        return self.model.voice_encoder is not None
+
+    @property
+    def decoders(self) -> list[str]:
+        """The decoders this model has, default first ("fast", "wavenet")."""
+        return self.model.decoders
+
     def speaker_index(self, speaker: str | None) -> int:
         if speaker is None:
             return 0
         if speaker not in self.speakers:
             shown = ", ".join(self.speakers[:20]) + (" ..." if len(self.speakers) > 20 else "")
-            raise VqcodecError(f"unknown speaker {speaker!r}; this model knows: {shown}")
+            raise VqcodecError(f"unknown speaker {speaker!r}; this model knows: {shown or '(no named voices)'}")
         return self.speakers.index(speaker)
+
+    def _decoder_name(self, decoder: str | None) -> str:
+        name = decoder or self.decoders[0]
+        if name not in self.decoders:
+            raise VqcodecError(f"this model has no {name!r} decoder (it has: {', '.join(self.decoders)})")
+        return name
 
     # ------------------------------------------------------------------ encode
     def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -71,22 +102,61 @@ class Codec:
         wav = as_mono_float(wav, sample_rate)
         return resample(wav, int(sample_rate), self.sample_rate)
 
+    def gain_of(self, wav: np.ndarray) -> float:
+        """The level-normalisation factor of a waveform at the model's rate (1.0 for v1 models)."""
+        rms = self.config.model.level_rms
+        return level_gain(wav, rms) if rms > 0 else 1.0
+
     def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of
         `chunk_seconds` with enough context on each side that the tokens equal a whole-file encode
-        while memory stays bounded."""
+        while memory stays bounded. v2 models scale the input to a fixed level first, so the
+        tokens do not depend on the input gain."""
+        return self.encode_utterance(wav, sample_rate, chunk_seconds).tokens
+
+    def encode_utterance(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0,
+                         speaker: str = "") -> codes.TokenFile:
+        """Everything a .vqc file holds for a waveform: tokens, gain and voice vector (v2)."""
         wav = self.prepare(wav, sample_rate)
-        return self._encode_chunks(lambda lo, hi: wav[lo:hi], len(wav), chunk_seconds)
+        gain = self.gain_of(wav)
+        tokens = self._encode_chunks(lambda lo, hi: wav[lo:hi] * np.float32(gain), len(wav), chunk_seconds)
+        voice = self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(gain))
+        return self._token_file(tokens, len(wav), 1.0 / gain, voice, speaker)
+
+    def voice_of(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The 8-bit voice vector (uint8, V bytes) of a recording: what `convert --like` uses."""
+        if not self.has_voice:
+            raise VqcodecError("this model has no voice encoder (a v1 model): use a named speaker")
+        wav = self.prepare(wav, sample_rate)
+        if len(wav) < MIN_REFERENCE_SECONDS * self.sample_rate:
+            raise AudioError(f"reference voice is too short ({len(wav) / self.sample_rate:.2f} s; "
+                             f"at least {MIN_REFERENCE_SECONDS:g} s of speech needed, 3-10 s is best)")
+        if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < 1e-4:
+            raise AudioError("reference voice is silent")
+        return self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(self.gain_of(wav)))
+
+    @torch.inference_mode()
+    def _voice_bytes(self, wav: np.ndarray) -> np.ndarray:
+        if not self.has_voice:
+            return np.zeros(0, dtype=np.uint8)
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device).view(1, -1)
+        return voice_codec.to_bytes(self.model.voice(x)[0])
+
+    def _token_file(self, tokens, num_samples, gain, voice, speaker="") -> codes.TokenFile:
+        """gain: what the decoder multiplies its audio by (1 / the encoder's normalisation)."""
+        return codes.TokenFile(tokens=tokens, sample_rate=self.sample_rate, num_samples=num_samples,
+                               hop=self.hop, codebook_size=self.codebook_size, model_id=self.model_id,
+                               speaker=speaker, gain=float(np.float32(gain)), voice=voice)
 
     def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens of an audio file, read from disk one chunk at a time when it is already at the
         model's sample rate (memory stays bounded however long the file; tokens equal `encode`
         of the whole waveform). Other rates are loaded whole and resampled first.
         Raises AudioError for a missing, unreadable, empty or non-finite file."""
-        return self._encode_file(path, chunk_seconds)[0]
+        return self.encode_file_utterance(path, chunk_seconds).tokens
 
-    def _encode_file(self, path, chunk_seconds: float = 5.0) -> tuple[np.ndarray, int]:
-        """(tokens, number of samples at the model's rate) of an audio file: see encode_file."""
+    def encode_file_utterance(self, path, chunk_seconds: float = 5.0, speaker: str = "") -> codes.TokenFile:
+        """Like encode_utterance, for an audio file (see encode_file)."""
         import soundfile as sf
 
         from . import audio
@@ -95,7 +165,7 @@ class Codec:
         info = audio.info(path)
         if info.samplerate != self.sample_rate or info.frames <= 0:
             wav = audio.load(path, self.sample_rate)
-            return self.encode(wav, self.sample_rate, chunk_seconds), len(wav)
+            return self.encode_utterance(wav, self.sample_rate, chunk_seconds, speaker)
         try:
             f = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -113,7 +183,20 @@ class Codec:
                     raise AudioError(f"{path}: audio contains NaN or infinite samples")
                 return block
 
-            return self._encode_chunks(read, info.frames, chunk_seconds), info.frames
+            gain = 1.0
+            if self.config.model.level_rms > 0:  # a first pass for the file's level
+                block_len = 60 * self.sample_rate
+                sq = sum(float(np.sum(np.square(read(a, a + block_len), dtype=np.float64)))
+                         for a in range(0, info.frames, block_len))
+                rms = np.sqrt(sq / info.frames)
+                gain = level_gain(np.array([rms], dtype=np.float64), self.config.model.level_rms)
+            tokens = self._encode_chunks(lambda lo, hi: read(lo, hi) * np.float32(gain), info.frames, chunk_seconds)
+            voice = self._voice_bytes(read(0, VOICE_MAX_SECONDS * self.sample_rate) * np.float32(gain))
+        return self._token_file(tokens, info.frames, 1.0 / gain, voice, speaker)
+
+    def _encode_file(self, path, chunk_seconds: float = 5.0) -> tuple[np.ndarray, int]:
+        tf = self.encode_file_utterance(path, chunk_seconds)
+        return tf.tokens, tf.num_samples
 
     @torch.inference_mode()
     def _encode_chunks(self, read, num_samples: int, chunk_seconds: float) -> np.ndarray:
@@ -129,7 +212,7 @@ class Codec:
         total = -(-num_samples // hop) * hop  # padded to whole tokens
         chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
         ctx = self.model.encoder.context
-        codes = []
+        out = []
         for a in range(0, total, chunk):
             b = min(a + chunk, total)
             lo, hi = max(0, a - ctx), min(total, b + ctx)
@@ -139,19 +222,18 @@ class Codec:
             z = encoder(torch.from_numpy(x).to(self.device, torch.float64).view(1, -1))[0].T  # (frames, D)
             dist2 = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)[None, :]
             c = dist2.argmin(1).cpu().numpy()
-            codes.append(c[(a - lo) // hop:(b - lo) // hop])
+            out.append(c[(a - lo) // hop:(b - lo) // hop])
             del x, z, dist2
             release_memory()
-        return np.concatenate(codes).astype(np.int64)
+        return np.concatenate(out).astype(np.int64)
 
     def _encoder64(self):
         """The encoder and codebook in float64, made once. A conv's float32 result at a position
         depends (at the 1e-8 level) on the length of the input it runs over, so a chunk and the
         whole file can land on different sides of a near tie between two codes; in float64 such
         ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
-        (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time; the
-        float64 convs unfold their input, ~0.15 GB per 5 s chunk at the shipped size, hence the
-        5 s default chunk.) Made from the weights at first use: a Codec is for inference."""
+        (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time.)
+        Made from the weights at first use: a Codec is for inference."""
         if getattr(self, "_enc64", None) is None:
             import copy
 
@@ -160,37 +242,107 @@ class Codec:
         return self._enc64
 
     # ------------------------------------------------------------------ decode
+    def _global(self, speaker: str | None, voice) -> object:
+        """What the decoder is conditioned on: a voice vector (v2) or a speaker id (v1)."""
+        if not self.has_voice:
+            if voice is not None and len(voice):
+                raise VqcodecError("this model (v1) has no voice vectors: use a named speaker")
+            return self.speaker_index(speaker)
+        if speaker is not None:
+            self.speaker_index(speaker)
+            voice = self.voices[speaker]
+        if voice is None or not len(voice):
+            if not self.speakers:
+                raise VqcodecError("no voice given and the model has no named voices")
+            voice = self.voices[self.speakers[0]]
+        voice = np.asarray(voice, dtype=np.uint8)
+        if voice.shape != (self.config.model.voice.dim,):
+            raise VqcodecError(f"voice vector has {voice.size} values; this model uses {self.config.model.voice.dim}")
+        return voice_codec.from_bytes(voice)
+
     def decode(self, tokens: np.ndarray, speaker: str | None = None, temperature: float = 1.0,
                seed: int = 0, num_samples: int | None = None, progress: bool = False,
-               max_batch: int = 128) -> np.ndarray:
-        """Waveform at self.sample_rate for tokens, in the voice of `speaker` (default: the
-        model's first speaker). num_samples trims to the original length."""
+               max_batch: int = 128, voice: np.ndarray | None = None, gain: float = 1.0,
+               decoder: str | None = None) -> np.ndarray:
+        """Waveform at self.sample_rate for tokens. The voice: `speaker` (a named voice), else
+        `voice` (a v2 voice vector, e.g. from a file or `voice_of`), else the first named voice.
+        The output is multiplied by `gain` (a file's gain undoes the encoder's level normalisation).
+        decoder: "fast" (v2 default, deterministic) or "wavenet" (sampled: temperature, seed).
+        num_samples trims to the original length."""
         return self.decode_many([tokens], [speaker], temperature, seed, [num_samples], progress,
-                                max_batch)[0]
+                                max_batch, voices=[voice], gains=[gain], decoder=decoder)[0]
+
+    def decode_file(self, tf: codes.TokenFile, speaker: str | None = None, voice: np.ndarray | None = None,
+                    **kw) -> np.ndarray:
+        """Decode a TokenFile in its own voice (or `speaker`'s / `voice`'s) at its original level."""
+        return self.decode(tf.tokens, speaker, voice=voice if voice is not None else tf.voice, gain=tf.gain,
+                           num_samples=tf.num_samples, **kw)
 
     def decode_many(self, token_seqs, speakers, temperature: float = 1.0, seed: int = 0,
-                    num_samples=None, progress: bool = False, max_batch: int = 128) -> list[np.ndarray]:
-        """Several files decoded side by side in one batch of segments."""
-        ids = [self.speaker_index(s) for s in speakers]
+                    num_samples=None, progress: bool = False, max_batch: int = 128,
+                    voices=None, gains=None, decoder: str | None = None) -> list[np.ndarray]:
+        """Several files decoded together (the WaveNet decodes their segments side by side)."""
+        name = self._decoder_name(decoder)
+        voices = voices or [None] * len(token_seqs)
+        conds = [self._global(s, v) for s, v in zip(speakers, voices)]
         seqs = []
         for t in token_seqs:
             t = torch.as_tensor(np.asarray(t, dtype=np.int64))
+            if t.ndim != 1:
+                raise VqcodecError(f"tokens must be a 1-D sequence, got shape {tuple(t.shape)}")
             if t.numel() == 0:
                 raise VqcodecError("no tokens to decode")
             if int(t.min()) < 0 or int(t.max()) >= self.codebook_size:
                 raise VqcodecError(f"token values must lie in [0, {self.codebook_size})")
             seqs.append(t)
-        wavs = decode_segments(self.model, seqs, ids, temperature=temperature, seed=seed,
-                               max_batch=max_batch, progress=progress)
+        if name == "fast":
+            wavs = [self._decode_fast(t, c, progress) for t, c in zip(seqs, conds)]
+        else:
+            wavs = decode_segments(self.model, seqs, conds, temperature=temperature, seed=seed,
+                                   max_batch=max_batch, progress=progress)
         num_samples = num_samples or [None] * len(wavs)
-        return [w[:n] if n else w for w, n in zip(wavs, num_samples)]
+        gains = gains or [1.0] * len(wavs)
+        out = []
+        for w, n, g in zip(wavs, num_samples, gains):
+            w = w[:n] if n else w
+            out.append((w * np.float32(g)).astype(np.float32) if g != 1.0 else w)
+        return out
 
-    def convert(self, wav: np.ndarray, sample_rate: int, speaker: str, **kw) -> np.ndarray:
-        """Voice conversion: encode, then decode in `speaker`'s voice."""
-        self.speaker_index(speaker)  # fail before the (slow) encode
-        tokens = self.encode(wav, sample_rate)
-        n = round(len(wav) * self.sample_rate / sample_rate)
-        return self.decode(tokens, speaker, num_samples=n, **kw)
+    @torch.inference_mode()
+    def _decode_fast(self, tokens: torch.Tensor, voice: torch.Tensor, progress: bool = False,
+                     chunk_tokens: int = FAST_CHUNK_TOKENS) -> np.ndarray:
+        """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
+        side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
+        memory stays bounded with no audible seams."""
+        from tqdm import tqdm
+
+        n, hop = len(tokens), self.hop
+        ctx = self.model.fast_decoder.context
+        out = np.zeros(n * hop, dtype=np.float32)
+        v = voice.to(self.device).view(1, -1)
+        with tqdm(total=n * hop / self.sample_rate, disable=not progress, desc="decoding", unit="s audio",
+                  leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
+            for a in range(0, n, chunk_tokens):
+                b = min(n, a + chunk_tokens)
+                lo, hi = max(0, a - ctx), min(n, b + ctx)
+                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v)[0]
+                out[a * hop:b * hop] = wav[(a - lo) * hop:(b - lo) * hop].cpu().numpy()
+                bar.update((b - a) * hop / self.sample_rate)
+        return out
+
+    def convert(self, wav: np.ndarray, sample_rate: int, speaker: str | None = None,
+                like: np.ndarray | None = None, like_rate: int | None = None, **kw) -> np.ndarray:
+        """Voice conversion: encode, then decode in `speaker`'s voice (a named voice) or in the
+        voice of the recording `like` (v2 models; at `like_rate`, default `sample_rate`)."""
+        if (speaker is None) == (like is None):
+            raise VqcodecError("give exactly one target voice: a speaker name or a reference recording")
+        voice = None
+        if like is not None:
+            voice = self.voice_of(like, like_rate or sample_rate)  # fail before the encode
+        else:
+            self.speaker_index(speaker)
+        tf = self.encode_utterance(wav, sample_rate)
+        return self.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples, **kw)
 
 
 def from_checkpoint(state: dict, source: str = "", device: str | torch.device = "cpu") -> Codec:
@@ -200,7 +352,7 @@ def from_checkpoint(state: dict, source: str = "", device: str | torch.device = 
     speakers = state["meta"]["speakers"]
     model = VQVAE(cfg.model, len(speakers))
     model.load_state_dict(state["model"])
-    return Codec(model.to(device), cfg, speakers, source)
+    return Codec(model.to(device), cfg, speakers, source, voices=state["meta"].get("voices"))
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Codec:

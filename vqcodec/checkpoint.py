@@ -56,11 +56,31 @@ def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     save(dst, keep)
 
 
+_V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss")
+_V2_ENCODER_KEYS = ("widths", "activation")
+
+
 def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
-    """16 hex chars identifying a model by its config and codebook: a .vqc file names the model
-    that can decode it."""
-    h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
-    for key in sorted(k for k in state_dict if k.endswith("quantizer.codebook")):
+    """16 hex chars identifying a model's TOKENIZER: a .vqc file names the tokenizer whose tokens
+    it holds, and any decoder trained on that tokenizer decodes it.
+
+    v1 models (no voice encoder, no fast decoder): the hash of the whole model config (without the
+    keys v2 added, so ids of v1 files never change) and the codebook, as v1 computed it.
+    v2 models: the hash of what defines the tokens and the voice vector only (level, encoder,
+    quantizer and voice configs; encoder, codebook and voice-encoder weights), so training another
+    decoder on the frozen tokenizer keeps the id."""
+    is_v2 = config.get("voice", {}).get("dim", 0) or config.get("fast", {}).get("blocks", 0)
+    if not is_v2:
+        config = {k: v for k, v in config.items() if k not in _V2_MODEL_KEYS}
+        config["encoder"] = {k: v for k, v in config["encoder"].items() if k not in _V2_ENCODER_KEYS}
+        h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
+        keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook"))
+    else:
+        config = {k: config[k] for k in ("sample_rate", "level_rms", "encoder", "quantizer", "voice")}
+        h = hashlib.sha256(b"vqcodec-tokenizer-v2" + repr(sorted(_flatten(config))).encode())
+        keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook")
+                      or k.startswith(("encoder.", "voice_encoder.")))
+    for key in keys:
         h.update(state_dict[key].detach().cpu().float().numpy().tobytes())
     return h.hexdigest()[:16]
 

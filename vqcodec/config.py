@@ -29,6 +29,8 @@ class EncoderConfig:
     kernel_size: int = 4         # window of each strided conv
     num_residual: int = 2        # non-strided residual blocks after the strided stack
     dim: int = 64                # output dimension D (= codebook vector size)
+    widths: list = field(default_factory=list)  # per strided layer output widths ([] = `channels` each)
+    activation: str = "relu"     # relu | gelu
 
 
 @dataclass
@@ -54,11 +56,44 @@ class WaveNetConfig:
 
 
 @dataclass
+class VoiceConfig:
+    """Voice encoder: log-mel of a whole utterance -> convs -> mean/std pooling -> `dim` values in
+    [-1, 1], stored at 8 bits each in the .vqc header. dim 0: no voice vector (v1 models: the
+    WaveNet is conditioned on a speaker table instead)."""
+    dim: int = 0
+    channels: int = 128
+    n_mels: int = 80
+
+
+@dataclass
+class FastDecoderConfig:
+    """Non-autoregressive decoder at the token rate: ConvNeXt blocks with voice-conditioned
+    (adaptive) LayerNorm and an iSTFT head (log-magnitude + phase). blocks 0: none (v1 models)."""
+    blocks: int = 0
+    channels: int = 192
+    mlp_ratio: int = 3
+    kernel_size: int = 7
+    n_fft: int = 256             # iSTFT size; the hop is the token hop
+
+
+@dataclass
+class LossConfig:
+    """Spectral losses of the fast decoder (tokenizer training stage)."""
+    stft_resolutions: list = field(default_factory=lambda: [[256, 64], [512, 128], [1024, 256], [2048, 512]])
+    mel_weight: float = 2.0
+    stft_weight: float = 1.0
+
+
+@dataclass
 class ModelConfig:
     sample_rate: int = 16000
     mulaw_channels: int = 256
+    level_rms: float = 0.0       # > 0: each file is scaled to this RMS before encoding, the gain is kept
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    fast: FastDecoderConfig = field(default_factory=FastDecoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     decoder: WaveNetConfig = field(default_factory=WaveNetConfig)
 
     @property
@@ -78,11 +113,14 @@ class PriorConfig:
 class DataConfig:
     corpus: str = "folders"      # folders | vctk | librispeech (VQ-VAE); tokens (prior: .vqc tree)
     root: str = ""
+    extra_roots: list = field(default_factory=list)  # more `folders` corpora mixed in (by hours)
+    voice_seconds: float = 1.5   # reference crop (another utterance of the speaker) for the voice vector
     vctk_mic: str = "mic1"
     window_seconds: float = 1.0  # training crop length (prior: 2.56 s as in the paper)
     valid_fraction: float = 0.05
     test_fraction: float = 0.05
-    holdout_speakers: list[str] = field(default_factory=list)
+    holdout_speakers: list[str] = field(default_factory=list)  # whole speakers never used (test)
+    valid_speakers: list = field(default_factory=list)  # whole speakers used only for validation
     cache_dir: str = ""          # preprocessed arrays; "" = <out_dir>/cache
     max_utterances: int = 0      # 0 = all
     seed: int = 0
@@ -94,6 +132,8 @@ class TrainConfig:
     steps: int = 100000
     batch_size: int = 16
     lr: float = 4e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
     lr_min: float = 0.0          # cosine decay to this; 0 disables decay
     grad_clip: float = 1.0
     num_workers: int = 0
@@ -103,6 +143,12 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"         # auto | cpu | cuda
+    stage: str = "auto"          # auto: everything the model trains jointly (v1: VQ-VAE + WaveNet;
+                                 # v2: tokenizer + voice + fast decoder); wavenet: tokenizer frozen
+    init: str = ""               # checkpoint whose weights start the run (stage wavenet: the v2 codec)
+    quality_every: int = 0       # decode held-out clips every N steps, log PESQ/STOI/mel (0: never)
+    quality_clips: int = 4
+    threads: int = 0             # torch threads (0: torch's default)
 
 
 @dataclass

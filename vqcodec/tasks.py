@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .errors import VqcodecError
 from .models.prior import Prior
 from .models.vqvae import VQVAE
 
@@ -18,10 +19,10 @@ VALID_STEP = 10 ** 9  # RNG stream reserved for the fixed validation batches
 
 
 def random_crops(items: Sequence[tuple[np.ndarray, int]], rng: np.random.Generator, batch_size: int,
-                 window: int) -> tuple[np.ndarray, np.ndarray]:
+                 window: int, return_picks: bool = False):
     """`batch_size` crops of `window` steps (audio samples or tokens), sequences drawn in proportion
     to their length; shorter ones are zero-padded at the end. items: (array, label) pairs; the
-    crops keep the arrays' dtype."""
+    crops keep the arrays' dtype. With return_picks, also the index of each crop's item."""
     lengths = np.array([len(a) for a, _ in items], dtype=np.float64)
     picks = rng.choice(len(items), size=batch_size, p=lengths / lengths.sum())
     out = np.zeros((batch_size, window), dtype=np.asarray(items[0][0][:1]).dtype)
@@ -31,7 +32,16 @@ def random_crops(items: Sequence[tuple[np.ndarray, int]], rng: np.random.Generat
         start = int(rng.integers(0, max(1, len(seq) - window + 1)))
         crop = np.asarray(seq[start:start + window])
         out[b, :len(crop)] = crop
-    return out, labels
+    return (out, labels, picks) if return_picks else (out, labels)
+
+
+def level_gain(wav: np.ndarray, target_rms: float) -> float:
+    """The factor that brings `wav` (float, or int16 read as /32767) to `target_rms`: what the codec
+    applies before encoding and stores in the file. Near-silent input is scaled at most 1000x."""
+    x = np.asarray(wav)
+    scale = 1.0 / 32767.0 if x.dtype == np.int16 else 1.0
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) * scale if x.size else 0.0
+    return float(target_rms / max(rms, target_rms / 1000.0))
 
 
 class _CropTask:
@@ -61,13 +71,46 @@ class _CropTask:
 
 
 class VQVAETask(_CropTask):
-    """Audio crops (int16 or float arrays at the model rate) -> VQ-VAE."""
+    """Audio crops (int16 or float arrays at the model rate) -> VQ-VAE.
+
+    With `model.level_rms` each crop is scaled by its utterance's gain (as the codec scales a whole
+    file); with a voice encoder each batch also holds a reference crop per item, taken from
+    another utterance of the same speaker where there is one."""
     kind = "vqvae"
 
     def __init__(self, cfg: Config, train_items, valid_items, speakers: list[str]):
         super().__init__(cfg, train_items, valid_items, speakers)
         hop = cfg.model.hop
         self.window = max(hop, int(cfg.data.window_seconds * cfg.model.sample_rate) // hop * hop)
+        self.voice_window = int(cfg.data.voice_seconds * cfg.model.sample_rate)
+        self._gains = {}
+        self._by_speaker = {}
+        for name, items in (("train", self.train_items), ("valid", self.valid_items)):
+            rms = cfg.model.level_rms
+            self._gains[name] = np.array([level_gain(a, rms) if rms > 0 else 1.0 for a, _ in items])
+            by = {}
+            for i, (_, label) in enumerate(items):
+                by.setdefault(label, []).append(i)
+            self._by_speaker[name] = by
+
+    def _batch(self, step: int, rank: int, items):
+        name = "train" if items is self.train_items else "valid"
+        rng = np.random.default_rng([self.cfg.train.seed, step, rank])
+        crops, spk, picks = random_crops(items, rng, self.cfg.train.batch_size, self.window, return_picks=True)
+        gains = self._gains[name]
+        wav = self._to_tensor(crops) * torch.from_numpy(gains[picks]).float()[:, None]
+        if not self.cfg.model.voice.dim:
+            return wav, torch.from_numpy(spk)
+        refs = np.zeros((len(picks), self.voice_window), dtype=np.float32)
+        for b, i in enumerate(picks):
+            same = self._by_speaker[name][spk[b]]
+            others = [j for j in same if j != i] or same
+            j = others[int(rng.integers(0, len(others)))]
+            seq = np.asarray(items[j][0])
+            start = int(rng.integers(0, max(1, len(seq) - self.voice_window + 1)))
+            crop = self._to_tensor(np.asarray(seq[start:start + self.voice_window])[None]).numpy()[0]
+            refs[b] = np.resize(crop, self.voice_window) * gains[j]  # short clips repeat
+        return wav, torch.from_numpy(spk), torch.from_numpy(refs)
 
     @staticmethod
     def _to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -76,20 +119,91 @@ class VQVAETask(_CropTask):
         return torch.from_numpy(crops.astype(np.float32, copy=False))
 
     def build_model(self) -> VQVAE:
-        return VQVAE(self.cfg.model, len(self.speakers))
+        model = VQVAE(self.cfg.model, len(self.speakers))
+        if self.cfg.train.init:
+            from . import checkpoint
+
+            state = checkpoint.load(self.cfg.train.init)
+            missing, unexpected = model.load_state_dict(state["model"], strict=False)
+            if unexpected:
+                raise VqcodecError(f"{self.cfg.train.init}: weights this model does not have: {unexpected[:5]}")
+        model.set_stage(self.cfg.train.stage)
+        return model
 
     def compute(self, model, batch, device):
-        wav, spk = batch
-        out = model(wav.to(device, non_blocking=True), spk.to(device, non_blocking=True))
-        out.pop("codes")
-        return out
+        return model(*(t.to(device, non_blocking=True) for t in batch))
 
     def metadata(self) -> dict:
         return {"speakers": list(self.speakers)}
 
-    def on_valid(self, model) -> dict:
+    @torch.no_grad()
+    def model_metadata(self, model) -> dict:
+        """v2: the named voices, {speaker: 8-bit voice vector}, each the quantized mean of the voice
+        vectors of up to 3 of the speaker's training utterances (first 5 s of each)."""
+        if getattr(model, "voice_encoder", None) is None:
+            return {}
+        from .nn.voice import to_bytes
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        n = 5 * self.cfg.model.sample_rate
+        voices = {}
+        for label, idx in sorted(self._by_speaker["train"].items()):
+            vecs = []
+            for i in idx[:3]:
+                wav = self._to_tensor(np.asarray(self.train_items[i][0][:n])[None]) * float(self._gains["train"][i])
+                vecs.append(model.voice(wav.to(device))[0])
+            voices[self.speakers[label]] = to_bytes(torch.stack(vecs).mean(0)).tolist()
+        model.train(was_training)
+        return {"voices": voices}
+
+    def on_valid(self, model, step: int = 0) -> dict:
         usage = model.quantizer.reset_usage()
-        return {"codes_used": int((usage > 0).sum())}
+        out = {"codes_used": int((usage > 0).sum())} if self.cfg.train.stage != "wavenet" else {}
+        q = self.cfg.train.quality_every
+        if q and step % q == 0 and getattr(model, "fast_decoder", None) is not None:
+            out.update(self.quality(model))
+        return out
+
+    def quality_clips(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Fixed held-out clips (<= 4 s, level-normalised) with a reference of the same speaker."""
+        if getattr(self, "_clips", None) is None:
+            rng = np.random.default_rng([self.cfg.train.seed, VALID_STEP])
+            order = rng.permutation(len(self.valid_items))[:self.cfg.train.quality_clips]
+            hop, n = self.cfg.model.hop, 4 * self.cfg.model.sample_rate
+            clips = []
+            for i in order:
+                seq, label = self.valid_items[i]
+                wav = self._to_tensor(np.asarray(seq[:n])[None]).numpy()[0] * np.float32(self._gains["valid"][i])
+                wav = wav[:len(wav) // hop * hop]
+                if len(wav) >= hop * 16:
+                    clips.append(wav)
+            self._clips = clips
+        return self._clips
+
+    @torch.no_grad()
+    def quality(self, model) -> dict:
+        """PESQ-WB, STOI and mel distance of the fast decoder on held-out clips (eval's metrics),
+        each clip's voice from the clip itself, as the codec does."""
+        from .evaluation.metrics import mel_distance, pesq_wb, stoi
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        scores = {"pesq_wb": [], "stoi": [], "mel_distance": []}
+        for wav in self.quality_clips():
+            x = torch.from_numpy(wav).to(device).view(1, -1)
+            voice = model.voice(x) if model.voice_encoder is not None else None
+            out = model.decode_fast(model.encode(x), voice)[0].cpu().numpy()
+            sr = self.cfg.model.sample_rate
+            for name, fn in (("pesq_wb", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
+                try:
+                    scores[name].append(float(fn(wav, out, sr)))
+                except Exception:  # pesq refuses some inputs (no utterance detected)
+                    pass
+        model.train(was_training)
+        return {f"q_{k}": float(np.mean(v)) for k, v in scores.items() if v}
 
 
 class PriorTask(_CropTask):
@@ -119,8 +233,11 @@ class PriorTask(_CropTask):
         return {"speakers": list(self.speakers), "vqvae_model_id": self.vqvae_id,
                 "codebook_size": self.codebook_size, "unigram_bits": self.unigram_bits}
 
-    def on_valid(self, model) -> dict:
+    def on_valid(self, model, step: int = 0) -> dict:
         return {"valid_unigram_bits": self.unigram_bits}
+
+    def model_metadata(self, model) -> dict:
+        return {}
 
 
 def unigram_entropy(seqs, codebook_size: int) -> float:

@@ -37,7 +37,8 @@ class Task(Protocol):
     def valid_batches(self) -> Iterable[tuple]: ...
     def compute(self, model: nn.Module, batch: tuple, device: torch.device) -> dict[str, torch.Tensor]: ...
     def metadata(self) -> dict[str, Any]: ...
-    def on_valid(self, model: nn.Module) -> dict[str, float]: ...
+    def model_metadata(self, model: nn.Module) -> dict[str, Any]: ...
+    def on_valid(self, model: nn.Module, step: int) -> dict[str, float]: ...
 
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -93,8 +94,13 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
         cfg.to_toml(out_dir / "config.toml")
 
     torch.manual_seed(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.set_flush_denormal(True)  # denormals in small gradients slow CPU training
     model = task.build_model().to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+                                  weight_decay=cfg.train.weight_decay)
     step, history = 0, []
     if resume and ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=device)
@@ -125,7 +131,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
         if rank != 0:
             return
         checkpoint.save(ckpt_path, {
-            "kind": task.kind, "config": cfg.to_dict(), "meta": task.metadata(),
+            "kind": task.kind, "config": cfg.to_dict(), "meta": {**task.metadata(), **task.model_metadata(model)},
             "model": model.state_dict(), "step": step, "optimizer": optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
@@ -156,7 +162,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
                     log.flush()
             if step % cfg.train.valid_every == 0 or step == end:
                 if rank == 0:
-                    record = {"step": step, **validate(task, model, device),
+                    record = {"step": step, **validate(task, model, device, step),
                               "samples_per_s": _throughput(task, batch, steps_done, started, world)}
                     history.append(record)
                     log.write(json.dumps(record) + "\n")
@@ -175,7 +181,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
 
 
 @torch.no_grad()
-def validate(task: Task, model: nn.Module, device: torch.device) -> dict[str, float]:
+def validate(task: Task, model: nn.Module, device: torch.device, step: int = 0) -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {}
     n = 0
@@ -186,7 +192,7 @@ def validate(task: Task, model: nn.Module, device: torch.device) -> dict[str, fl
                 totals[k] = totals.get(k, 0.0) + float(v)
         n += 1
     result = {f"valid_{k}": v / max(n, 1) for k, v in totals.items()}
-    result.update(task.on_valid(model))
+    result.update(task.on_valid(model, step))
     model.train()
     return result
 

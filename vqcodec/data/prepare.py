@@ -36,12 +36,12 @@ def vqvae_items(cfg: Config, progress: bool = True):
     else:
         if not d.root:
             raise VqcodecError("config [data] root is empty: point it at the corpus")
-        utts = load_corpus(d.corpus, d.root, **({"mic": d.vctk_mic} if d.corpus == "vctk" else {}))
-        if d.max_utterances:
-            utts = utts[:d.max_utterances]
+        utts = corpus_utterances(cfg)
         by_key = None
-    parts = split(utts, d.valid_fraction, d.test_fraction, d.seed, d.holdout_speakers)
-    speakers = speaker_index(parts["train"])
+    parts = split(utts, d.valid_fraction, d.test_fraction, d.seed, d.holdout_speakers, d.valid_speakers)
+    # a model with a voice encoder takes the voice from a reference clip, not from a table: its
+    # validation may be whole speakers it never trained on
+    speakers = speaker_index(parts["train"] + (parts["valid"] if cfg.model.voice.dim else []))
     if not speakers:
         raise VqcodecError("no training utterances after the split")
     if by_key is None:
@@ -68,17 +68,31 @@ def vqvae_items(cfg: Config, progress: bool = True):
     return train_items, valid_items, speakers
 
 
+def corpus_utterances(cfg: Config) -> list[Utterance]:
+    """The corpus as [data] names it: root (of kind `corpus`) plus any extra `folders` roots, mixed
+    by hours (crops are drawn in proportion to length). Speaker names must not collide."""
+    d = cfg.data
+    if not d.root:
+        raise VqcodecError("config [data] root is empty: point it at the corpus")
+    utts = load_corpus(d.corpus, d.root, **({"mic": d.vctk_mic} if d.corpus == "vctk" else {}))
+    for extra in d.extra_roots:
+        more = load_corpus("folders", extra)
+        clash = {u.speaker for u in more} & {u.speaker for u in utts}
+        if clash:
+            raise VqcodecError(f"{extra}: speaker names also in another corpus: {', '.join(sorted(clash)[:5])}")
+        utts = utts + more
+    if d.max_utterances:
+        utts = utts[:d.max_utterances]
+    return utts
+
+
 def utterances_to_encode(cfg: Config) -> list[Utterance]:
     """The utterances a VQ-VAE config trained on (its train and valid subsets: the corpus as the
     config reads it, one VCTK microphone, held-out speakers and the test subset left out), for
     encoding to the tokens its prior trains on."""
     d = cfg.data
-    if not d.root:
-        raise VqcodecError("config [data] root is empty: point it at the corpus")
-    utts = load_corpus(d.corpus, d.root, **({"mic": d.vctk_mic} if d.corpus == "vctk" else {}))
-    if d.max_utterances:
-        utts = utts[:d.max_utterances]
-    parts = split(utts, d.valid_fraction, d.test_fraction, d.seed, d.holdout_speakers)
+    parts = split(corpus_utterances(cfg), d.valid_fraction, d.test_fraction, d.seed, d.holdout_speakers,
+                  d.valid_speakers)
     return parts["train"] + parts["valid"]
 
 

@@ -21,10 +21,12 @@ def _unit(utt_id: str, seed: int) -> float:
 
 
 def subset_of(utt: Utterance, valid_fraction: float = 0.05, test_fraction: float = 0.05,
-              seed: int = 0, holdout_speakers: Iterable[str] = ()) -> str:
+              seed: int = 0, holdout_speakers: Iterable[str] = (), valid_speakers: Iterable[str] = ()) -> str:
     """"train" | "valid" | "test" for one utterance."""
     if utt.speaker in set(holdout_speakers):
         return "test"
+    if utt.speaker in set(valid_speakers):
+        return "valid"
     u = _unit(f"{utt.speaker}/{utt.utt_id}", seed)
     if u < test_fraction:
         return "test"
@@ -34,7 +36,8 @@ def subset_of(utt: Utterance, valid_fraction: float = 0.05, test_fraction: float
 
 
 def split(utterances: Sequence[Utterance], valid_fraction: float = 0.05, test_fraction: float = 0.05,
-          seed: int = 0, holdout_speakers: Iterable[str] = ()) -> dict[str, list[Utterance]]:
+          seed: int = 0, holdout_speakers: Iterable[str] = (),
+          valid_speakers: Iterable[str] = ()) -> dict[str, list[Utterance]]:
     """{"train": [...], "valid": [...], "test": [...]} (each sorted like the input is).
 
     Fractions are of the non-held-out utterances (per-utterance hash, so only approximately
@@ -43,14 +46,14 @@ def split(utterances: Sequence[Utterance], valid_fraction: float = 0.05, test_fr
     """
     if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise VqcodecError(f"bad split fractions valid={valid_fraction} test={test_fraction}")
-    held = set(holdout_speakers)
+    held, valid = set(holdout_speakers), set(valid_speakers)
     known = {u.speaker for u in utterances}
-    missing = held - known
+    missing = (held | valid) - known
     if missing:
         raise VqcodecError(f"held-out speaker(s) not in the corpus: {', '.join(sorted(missing))}")
     out: dict[str, list[Utterance]] = {k: [] for k in SUBSETS}
     for u in utterances:
-        out[subset_of(u, valid_fraction, test_fraction, seed, held)].append(u)
+        out[subset_of(u, valid_fraction, test_fraction, seed, held, valid)].append(u)
     return out
 
 

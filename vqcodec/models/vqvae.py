@@ -1,8 +1,16 @@
-"""The VQ-VAE: strided-conv encoder -> vector quantizer -> speaker-conditioned WaveNet decoder.
+"""The VQ-VAE: a tokenizer and the decoders trained on its tokens.
 
-    wav (B, T) --Encoder--> z_e (B, D, T/hop) --VQ--> codes (B, T/hop), z_q (B, D, T/hop)
-    z_q --conditioning convs (token rate)--> local (B, C, T/hop)
-    mu-law(wav) + local + speaker --WaveNet--> logits (B, 256, T)
+    TOKENIZER   wav (B, T) --Encoder--> z_e (B, D, T/hop) --VQ--> codes (B, T/hop)
+                reference wav --VoiceEncoder--> voice (B, V)                       [v2]
+    DECODERS    (one interface: codes + voice/speaker -> wav)
+      fast      z_q + voice --FastDecoder (ConvNeXt, iSTFT)--> wav, deterministic  [v2, default]
+      wavenet   z_q --conditioning convs--> local; mu-law(wav) + local + (voice | speaker id)
+                --WaveNet--> logits (B, 256, T), sampled sample by sample         [the paper's]
+
+v1 models (the paper's set-up) have no voice encoder and no fast decoder: their WaveNet is
+conditioned on a speaker table, and training trains everything jointly. v2 models train in two
+stages (train.stage): "auto" trains tokenizer + voice encoder + fast decoder with spectral losses;
+"wavenet" freezes those and trains the WaveNet decoder on the frozen tokens and voice vectors.
 """
 from __future__ import annotations
 
@@ -13,10 +21,14 @@ import torch.nn.functional as F
 from ..audio import mulaw_encode
 from ..config import ModelConfig
 from ..nn.encoder import Encoder
+from ..nn.fast_decoder import FastDecoder
 from ..nn.quantizer import VectorQuantizer
+from ..nn.spectral import SpectralLoss
+from ..nn.voice import VoiceEncoder
 from ..nn.wavenet import WaveNet
 
 CONDITIONING_CHANNELS = 128
+DECODERS = ("fast", "wavenet")
 
 
 class ConditioningNet(nn.Module):
@@ -41,30 +53,106 @@ class VQVAE(nn.Module):
         self.num_speakers = num_speakers
         self.encoder = Encoder(cfg.encoder)
         self.quantizer = VectorQuantizer(cfg.quantizer, cfg.encoder.dim)
-        self.conditioning = ConditioningNet(cfg.encoder.dim)
-        self.decoder = WaveNet(cfg.decoder, num_classes=cfg.mulaw_channels,
-                               local_channels=CONDITIONING_CHANNELS, upsample=cfg.hop,
-                               num_global=num_speakers)
+        self.voice_encoder = VoiceEncoder(cfg.voice, cfg.sample_rate) if cfg.voice.dim else None
+        self.fast_decoder = (FastDecoder(cfg.fast, cfg.encoder.dim, cfg.voice.dim, cfg.hop)
+                             if cfg.fast.blocks else None)
+        self.spectral_loss = (SpectralLoss(cfg.loss.stft_resolutions, cfg.sample_rate, cfg.loss.mel_weight,
+                                           cfg.loss.stft_weight) if self.fast_decoder is not None else None)
+        if cfg.decoder.layers:
+            self.conditioning = ConditioningNet(cfg.encoder.dim)
+            self.decoder = WaveNet(cfg.decoder, num_classes=cfg.mulaw_channels,
+                                   local_channels=CONDITIONING_CHANNELS, upsample=cfg.hop,
+                                   num_global=0 if cfg.voice.dim else num_speakers,
+                                   global_vector_dim=cfg.voice.dim)
+        else:
+            self.conditioning = self.decoder = None
+        self.stage = "auto"
 
+    # ------------------------------------------------------------------ facts
     @property
     def hop(self) -> int:
         return self.cfg.hop
 
+    @property
+    def decoders(self) -> list[str]:
+        """Names of the decoders this model has, default first."""
+        return [name for name, part in (("fast", self.fast_decoder), ("wavenet", self.decoder))
+                if part is not None]
+
+    @property
+    def tokenizer_parts(self) -> list[nn.Module]:
+        return [m for m in (self.encoder, self.quantizer, self.voice_encoder) if m is not None]
+
+    # ------------------------------------------------------------------ tokenizer
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T), T a multiple of the hop -> codes (B, T / hop)."""
         z_e = self.encoder(wav)
         B, D, T = z_e.shape
         return self.quantizer.nearest(z_e.transpose(1, 2).reshape(-1, D)).reshape(B, T)
 
+    def voice(self, wav: torch.Tensor) -> torch.Tensor:
+        """Voice vectors (B, V) on the 8-bit grid of level-normalised utterances (B, T)."""
+        if self.voice_encoder is None:
+            raise ValueError("this model has no voice encoder (a v1 model: use a named speaker)")
+        return self.voice_encoder(wav)
+
+    # ------------------------------------------------------------------ decoders
     def local_conditioning(self, codes: torch.Tensor) -> torch.Tensor:
         return self.conditioning(self.quantizer.lookup(codes))
 
-    def forward(self, wav: torch.Tensor, speakers: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass. wav (B, T) in [-1, 1], T a multiple of the hop; speakers (B,)."""
-        vq = self.quantizer(self.encoder(wav))
-        local = self.conditioning(vq.quantized)
+    def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None) -> torch.Tensor:
+        """codes (B, T) + voice (B, V) -> wav (B, T * hop), deterministic."""
+        if self.fast_decoder is None:
+            raise ValueError("this model has no fast decoder")
+        return self.fast_decoder(self.quantizer.lookup(codes), voice)
+
+    # ------------------------------------------------------------------ training
+    def set_stage(self, stage: str) -> None:
+        """'auto' or 'wavenet' (see the module docstring): freezes what the stage does not train."""
+        if stage not in ("auto", "wavenet"):
+            raise ValueError(f"unknown training stage {stage!r}")
+        if stage == "wavenet" and (self.decoder is None or self.fast_decoder is None):
+            raise ValueError("stage 'wavenet' needs a v2 model with both a fast and a WaveNet decoder")
+        self.stage = stage
+        frozen = self.tokenizer_parts + [self.fast_decoder] if stage == "wavenet" else []
+        for part in frozen:
+            if part is not None:
+                part.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.stage == "wavenet":  # the frozen tokenizer keeps its codebook (no EMA updates)
+            for part in self.tokenizer_parts + [self.fast_decoder]:
+                part.eval()
+        return self
+
+    def forward(self, wav: torch.Tensor, speakers: torch.Tensor,
+                reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Training pass. wav (B, T) in [-1, 1], T a multiple of the hop; speakers (B,) ids;
+        reference (B, T') another utterance of each speaker (for the voice vector)."""
+        voice = None
+        if self.voice_encoder is not None:
+            if reference is None:
+                raise ValueError("a model with a voice encoder trains with reference crops")
+            voice = self.voice_encoder(reference)
+        if self.fast_decoder is not None and self.stage == "auto":
+            vq = self.quantizer(self.encoder(wav))
+            pred = self.fast_decoder(vq.quantized, voice)
+            spec = self.spectral_loss(pred, wav)
+            return {"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
+                    "commitment": vq.commitment, "perplexity": vq.perplexity}
+        if self.stage == "wavenet":
+            with torch.no_grad():
+                z_q = self.quantizer.lookup(self.encode(wav))
+                voice = voice.detach()
+            vq_loss = None
+        else:
+            vq = self.quantizer(self.encoder(wav))
+            z_q, vq_loss = vq.quantized, vq
         target = mulaw_encode(wav, self.cfg.mulaw_channels)
-        logits = self.decoder(target, local, speakers)
+        logits = self.decoder(target, self.conditioning(z_q), voice if voice is not None else speakers)
         ce = F.cross_entropy(logits, target)
-        return {"loss": ce + vq.loss, "ce": ce, "commitment": vq.commitment,
-                "perplexity": vq.perplexity, "codes": vq.codes}
+        if vq_loss is None:
+            return {"loss": ce, "ce": ce}
+        return {"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
+                "perplexity": vq_loss.perplexity}

@@ -13,14 +13,18 @@ import torch.nn.functional as F
 from ..config import EncoderConfig
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, activation: str = "relu"):
         super().__init__()
         self.conv3 = nn.Conv1d(channels, channels, 3, padding=1)
         self.conv1 = nn.Conv1d(channels, channels, 1)
+        self.act = F.relu if activation == "relu" else F.gelu
 
     def forward(self, x):
-        return x + self.conv1(F.relu(self.conv3(F.relu(x))))
+        return x + self.conv1(self.act(self.conv3(self.act(x))))
 
 
 class Encoder(nn.Module):
@@ -29,15 +33,20 @@ class Encoder(nn.Module):
         if (cfg.kernel_size - cfg.stride) % 2:
             raise ValueError("kernel_size - stride must be even for exact downsampling")
         self.cfg = cfg
+        if cfg.activation not in _ACTIVATIONS:
+            raise ValueError(f"encoder activation must be one of {sorted(_ACTIVATIONS)}, not {cfg.activation!r}")
+        widths = list(cfg.widths) or [cfg.channels] * cfg.num_strided
+        if len(widths) != cfg.num_strided:
+            raise ValueError(f"encoder widths {widths} must list one width per strided layer ({cfg.num_strided})")
         self.hop = cfg.stride ** cfg.num_strided
         pad = (cfg.kernel_size - cfg.stride) // 2
         layers = []
-        for i in range(cfg.num_strided):
-            layers += [nn.Conv1d(1 if i == 0 else cfg.channels, cfg.channels, cfg.kernel_size,
-                                 stride=cfg.stride, padding=pad), nn.ReLU()]
+        for i, width in enumerate(widths):  # the big stride early: most layers run at a low rate
+            layers += [nn.Conv1d(1 if i == 0 else widths[i - 1], width, cfg.kernel_size,
+                                 stride=cfg.stride, padding=pad), _ACTIVATIONS[cfg.activation]()]
         self.strided = nn.Sequential(*layers)
-        self.residual = nn.Sequential(*[ResidualBlock(cfg.channels) for _ in range(cfg.num_residual)])
-        self.out = nn.Conv1d(cfg.channels, cfg.dim, 1)
+        self.residual = nn.Sequential(*[ResidualBlock(widths[-1], cfg.activation) for _ in range(cfg.num_residual)])
+        self.out = nn.Conv1d(widths[-1], cfg.dim, 1)
 
     @property
     def context(self) -> int:

@@ -28,10 +28,11 @@ from ..config import WaveNetConfig
 
 class WaveNet(nn.Module):
     def __init__(self, cfg: WaveNetConfig, num_classes: int, local_channels: int = 0,
-                 upsample: int = 1, num_global: int = 0):
+                 upsample: int = 1, num_global: int = 0, global_vector_dim: int = 0):
         """num_classes: input and output alphabet; local_channels: channels of the local
         conditioning (0: none); upsample: input steps per local frame; num_global: size of the
-        global-conditioning vocabulary (speakers; 0: none)."""
+        global-conditioning vocabulary (speakers; 0: none); global_vector_dim: instead of ids, the
+        global conditioning is a float vector of this size per stream (the v2 voice vector)."""
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
@@ -46,9 +47,12 @@ class WaveNet(nn.Module):
         self.dilated = nn.ModuleList(nn.Conv1d(R, G, cfg.kernel_size, dilation=d) for d in self.dilations)
         self.local_proj = (nn.ModuleList(nn.Conv1d(local_channels, G, 1, bias=False) for _ in self.dilations)
                            if local_channels else None)
-        self.global_embed = nn.Embedding(num_global, cfg.global_dim) if num_global and cfg.global_dim else None
-        self.global_proj = (nn.ModuleList(nn.Linear(cfg.global_dim, G, bias=False) for _ in self.dilations)
-                            if self.global_embed is not None else None)
+        self.global_vector_dim = global_vector_dim
+        self.global_embed = (nn.Embedding(num_global, cfg.global_dim)
+                             if num_global and cfg.global_dim and not global_vector_dim else None)
+        global_in = global_vector_dim or (cfg.global_dim if self.global_embed is not None else 0)
+        self.global_proj = (nn.ModuleList(nn.Linear(global_in, G, bias=False) for _ in self.dilations)
+                            if global_in else None)
         self.res_out = nn.ModuleList(nn.Conv1d(G // 2, R, 1) for _ in self.dilations[:-1])
         self.skip_out = nn.ModuleList(nn.Conv1d(G // 2, S, 1) for _ in self.dilations)
         self.post1 = nn.Conv1d(S, S, 1)
@@ -72,8 +76,8 @@ class WaveNet(nn.Module):
         if self.global_proj is None:
             return None
         if global_ids is None:
-            raise ValueError("this WaveNet needs a global conditioning id (speaker)")
-        g = self.global_embed(global_ids)
+            raise ValueError("this WaveNet needs global conditioning (a speaker id or voice vector)")
+        g = global_ids if self.global_vector_dim else self.global_embed(global_ids)
         return [proj(g).unsqueeze(-1) for proj in self.global_proj]
 
     # ------------------------------------------------------------------ teacher forcing

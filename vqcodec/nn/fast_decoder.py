@@ -1,0 +1,97 @@
+"""The fast decoder: codebook vectors at the token rate -> waveform, in one deterministic pass.
+
+    z_q (B, D, T) --conv k7--> (B, C, T) --ConvNeXt blocks (adaptive LayerNorm on the voice)-->
+    --LayerNorm, linear--> log-magnitude and phase of an n_fft-point STFT per token --iSTFT, hop--> (B, T*hop)
+
+250 tokens/s at 16 kHz is hop 64, an STFT frame rate: the network runs at the token rate and needs
+no upsampling; the iSTFT head (Vocos) turns frames into samples. Every layer is non-causal with a
+fixed receptive field (`context` tokens each side), so a long file can be decoded in overlapping
+chunks (api.py). No sampling: the same tokens and voice always give the same audio.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import FastDecoderConfig
+
+
+class AdaptiveLayerNorm(nn.Module):
+    """LayerNorm over channels whose scale and shift come from the voice vector (identity at init);
+    a plain affine LayerNorm when there is no voice."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, elementwise_affine=cond_dim == 0, eps=1e-6)
+        self.scale = self.shift = None
+        if cond_dim:
+            self.scale = nn.Linear(cond_dim, channels)
+            self.shift = nn.Linear(cond_dim, channels)
+            for lin, bias in ((self.scale, 1.0), (self.shift, 0.0)):
+                nn.init.zeros_(lin.weight)
+                nn.init.constant_(lin.bias, bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """x (B, T, C), cond (B, cond_dim) or None."""
+        x = self.norm(x)
+        if self.scale is not None:
+            x = x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
+        return x
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, channels: int, mlp_ratio: int, kernel_size: int, cond_dim: int):
+        super().__init__()
+        self.dwconv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        self.norm = AdaptiveLayerNorm(channels, cond_dim)
+        self.fc1 = nn.Linear(channels, mlp_ratio * channels)
+        self.fc2 = nn.Linear(mlp_ratio * channels, channels)
+        self.gamma = nn.Parameter(torch.full((channels,), 0.1))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, T)."""
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y, cond))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class FastDecoder(nn.Module):
+    def __init__(self, cfg: FastDecoderConfig, in_dim: int, voice_dim: int, hop: int):
+        super().__init__()
+        if cfg.kernel_size % 2 == 0:
+            raise ValueError("fast decoder kernel_size must be odd (centred, non-causal)")
+        if cfg.n_fft < hop:
+            raise ValueError(f"fast decoder n_fft {cfg.n_fft} is smaller than the hop {hop}")
+        self.cfg, self.hop, self.voice_dim = cfg, hop, voice_dim
+        C = cfg.channels
+        self.inp = nn.Conv1d(in_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.norm_in = AdaptiveLayerNorm(C, voice_dim)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(C, cfg.mlp_ratio, cfg.kernel_size, voice_dim)
+                                    for _ in range(cfg.blocks))
+        self.norm_out = nn.LayerNorm(C, eps=1e-6)
+        self.head = nn.Linear(C, cfg.n_fft + 2)  # log-magnitude and phase of n_fft // 2 + 1 bins
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+
+    @property
+    def context(self) -> int:
+        """Tokens each side beyond which an output frame cannot depend, plus the iSTFT's overlap."""
+        half = self.cfg.kernel_size // 2
+        return half * (1 + self.cfg.blocks) + -(-self.cfg.n_fft // (2 * self.hop))
+
+    def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None) -> torch.Tensor:
+        """z_q (B, D, T) codebook vectors, voice (B, voice_dim) -> waveform (B, T * hop)."""
+        if self.voice_dim and voice is None:
+            raise ValueError("this decoder needs a voice vector")
+        cond = voice if self.voice_dim else None
+        x = self.inp(z_q)
+        x = self.norm_in(x.transpose(1, 2), cond).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x, cond)
+        frames = self.head(self.norm_out(x.transpose(1, 2)))  # (B, T, n_fft + 2)
+        log_mag, phase = frames.transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        spec = torch.polar(mag, phase)
+        T = z_q.shape[-1]
+        return torch.istft(spec, self.cfg.n_fft, self.hop, window=self.window, center=True,
+                           length=T * self.hop)

@@ -1,0 +1,57 @@
+"""The voice encoder: a whole utterance -> one small vector that says how it sounds.
+
+log-mel (80 bands, 16 ms hop) -> three k=5 convs -> mean and standard deviation over time ->
+linear -> tanh: `dim` values in [-1, 1]. They are quantized to 8 bits each (straight-through in
+training), because that is how they travel in the .vqc header: `dim` bytes per file. Trained jointly
+with the tokenizer and the fast decoder from reconstruction alone, on a reference crop taken from
+ANOTHER utterance of the same speaker, so the vector can only carry what is constant across a
+speaker's utterances (the voice), not what was said.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import VoiceConfig
+from .spectral import LogMel
+
+LEVELS = 255  # 8 bits: value v in [-1, 1] <-> byte round((v + 1) * 127.5)
+
+
+def quantize(v: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid; straight-through gradient."""
+    q = torch.round((v + 1) * (LEVELS / 2)) / (LEVELS / 2) - 1
+    return v + (q - v).detach()
+
+
+def to_bytes(v: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(dim,) floats in [-1, 1] -> (dim,) uint8."""
+    v = np.asarray(v.detach().cpu() if torch.is_tensor(v) else v, dtype=np.float64)
+    return np.clip(np.round((v + 1) * (LEVELS / 2)), 0, LEVELS).astype(np.uint8)
+
+
+def from_bytes(b: np.ndarray) -> torch.Tensor:
+    """(dim,) uint8 -> (dim,) float32 in [-1, 1] (exactly the grid `quantize` rounds to)."""
+    return torch.from_numpy(np.asarray(b, dtype=np.float32) / (LEVELS / 2) - 1)
+
+
+class VoiceEncoder(nn.Module):
+    def __init__(self, cfg: VoiceConfig, sample_rate: int = 16000):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(sample_rate, 1024, 256, cfg.n_mels)
+        C = cfg.channels
+        self.convs = nn.ModuleList([nn.Conv1d(cfg.n_mels, C, 5, padding=2), nn.Conv1d(C, C, 5, padding=2),
+                                    nn.Conv1d(C, C, 5, padding=2)])
+        self.out = nn.Linear(2 * C, cfg.dim)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid."""
+        x = self.mel(wav)
+        x = (x + 5.0) / 5.0  # log-mel of speech spans about -11..+3: centre it
+        for conv in self.convs:
+            x = F.gelu(conv(x))
+        stats = torch.cat([x.mean(-1), x.std(-1, unbiased=False)], dim=-1)
+        return quantize(torch.tanh(self.out(stats)))
