@@ -1,0 +1,129 @@
+"""Entropy-coded .vqc files: coding speed and the bitrate they reach with the shipped prior.
+
+    python bench/entropy_speed.py                          # ~2 minutes on 2 busy cores
+    python bench/entropy_speed.py --quick                  # fewer lengths, one repeat
+    python bench/entropy_speed.py --corpus data/synth/eval_us3 --corpus data/synth/eval_text
+
+Speed: tokens of real speech (the shipped example and the corpora, concatenated and cut to 3.5 s,
+10 s, 60 s and 300 s files) coded with pretrained/vqcodec-synth-v1-prior.pt by
+`codes.to_bytes(tf, coder=...)` and read back by `codes.from_bytes(..., coder_for=...)`: tokens/s
+and x real time (250 tokens/s of audio), against plain bit-packing of the same tokens measured in
+the same process (the baseline row). Each row is the best of --repeats runs. Chunk lengths 64 /
+128 (the default, `entropy.CHUNK`) / 256 show the speed / size trade-off: a chunk starts from an
+empty prior state, so shorter chunks give more parallel streams but cost bits at each start.
+
+Size: every wav of each --corpus (default: data/synth/eval_us3 if present, else
+pretrained/examples) encoded with the shipped model, entropy-coded with the shipped prior, and
+checked to decode to the same tokens: stored bits/token, payload kbps, whole-file kbps (headers
+and CRCs included) and the saving against the 2.25 kbps of plain packing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vqcodec import codes  # noqa: E402
+from vqcodec.api import load_model, load_prior  # noqa: E402
+from vqcodec.entropy import CHUNK, EntropyCoder  # noqa: E402
+
+
+def encode_dir(codec, folder: Path) -> list[tuple[str, codes.TokenFile]]:
+    out = []
+    for wav in sorted(folder.rglob("*.wav")):
+        tokens, n = codec._encode_file(wav)
+        speaker = wav.parent.name if wav.parent.name in codec.speakers else ""
+        out.append((str(wav.relative_to(folder)), codes.TokenFile(tokens, codec.sample_rate, n, codec.hop,
+                                                                  codec.codebook_size, codec.model_id, speaker)))
+    return out
+
+
+def best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", action="append", help="Folder of wavs for the size table (repeatable).")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    corpora = [Path(c) for c in args.corpus] if args.corpus else (
+        [ROOT / "data/synth/eval_us3"] if (ROOT / "data/synth/eval_us3").is_dir() else [ROOT / "pretrained/examples"])
+
+    codec = load_model("default")
+    prior = load_prior("default-prior")
+    prior.check_compatible(codec)
+    print(f"# torch {torch.__version__}, caller threads {torch.get_num_threads()}, {os.cpu_count()} cpus; "
+          f"prior {prior.source}; load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+
+    sets = {str(c.relative_to(ROOT) if c.is_relative_to(ROOT) else c): encode_dir(codec, c) for c in corpora}
+    example = encode_dir(codec, ROOT / "pretrained/examples")
+
+    # ------------------------------------------------------------------ size
+    print("\n| corpus | files | audio s | stored bits/token | payload kbps | file kbps | plain file kbps | saving | exact |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    coder = EntropyCoder.from_prior(prior)
+    for name, files in sets.items():
+        bits = payload = file_bytes = plain_bytes = 0
+        tokens = 0
+        seconds = 0.0
+        exact = True
+        for _, tf in files:
+            data = codes.to_bytes(tf, coder=coder)
+            back = codes.from_bytes(data, coder_for=coder)
+            exact &= back == tf
+            info = codes.describe(back)
+            payload += info["payload_bytes"]
+            file_bytes += len(data)
+            plain_bytes += len(codes.to_bytes(tf))
+            tokens += tf.num_tokens
+            seconds += tf.num_tokens / tf.tokens_per_s
+        bits = payload * 8 / tokens
+        print(f"| {name} | {len(files)} | {seconds:.1f} | {bits:.3f} | {payload * 8 / seconds / 1000:.3f} | "
+              f"{file_bytes * 8 / seconds / 1000:.3f} | {plain_bytes * 8 / seconds / 1000:.3f} | "
+              f"{1 - payload * 8 / (tokens * codec.bits_per_token):.1%} | {'yes' if exact else 'NO'} |")
+
+    # ------------------------------------------------------------------ speed
+    pool = np.concatenate([tf.tokens for files in [example] + list(sets.values()) for _, tf in files])
+    lengths = [3.5, 10.0, 60.0] if args.quick else [3.5, 10.0, 60.0, 300.0]
+    chunks = [CHUNK] if args.quick else [64, CHUNK, 256]
+    print("\n| file | chunk | encode tokens/s | x real time | decode tokens/s | x real time | bits/token | "
+          "decode vs plain unpack |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for seconds in lengths:
+        n = int(seconds * 250)
+        tokens = np.resize(pool, n)
+        tf = codes.TokenFile(tokens, 16000, n * 64, 64, codec.codebook_size, codec.model_id, "")
+        plain = codes.to_bytes(tf)
+        t_plain = best_time(lambda: codes.from_bytes(plain), max(repeats, 3))
+        print(f"| {seconds:g} s | plain packing (baseline) | {n / best_time(lambda: codes.to_bytes(tf), 3):,.0f} | | "
+              f"{n / t_plain:,.0f} | {n / t_plain / 250:,.0f} | {codec.bits_per_token} | 1 |")
+        for chunk in chunks:
+            c = EntropyCoder.from_prior(prior, chunk=chunk)
+            data = codes.to_bytes(tf, coder=c)
+            t_enc = best_time(lambda: codes.to_bytes(tf, coder=c), repeats)
+            t_dec = best_time(lambda: codes.from_bytes(data, coder_for=c), repeats)
+            assert codes.from_bytes(data, coder_for=c) == tf
+            bits = codes.describe(codes.from_bytes(data, coder_for=c))["stored_bits_per_token"]
+            print(f"| {seconds:g} s | {chunk} | {n / t_enc:,.0f} | {n / t_enc / 250:.1f} | {n / t_dec:,.0f} | "
+                  f"{n / t_dec / 250:.1f} | {bits:.3f} | {t_plain / t_dec:.4f} |")
+    print(f"\n# load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
