@@ -24,7 +24,7 @@ if [ "${1:-}" = "--system" ]; then
     fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng mbrola mbrola-us1 mbrola-us2 \
-      mbrola-en1 mbrola-us3 sox codec2 opus-tools fortune-mod fortunes bible-kjv wordnet-base \
+      mbrola-en1 mbrola-us3 sox ffmpeg codec2 opus-tools fortune-mod fortunes bible-kjv wordnet-base \
       dict-devil wamerican chromium >/dev/null
   fi
 fi
