@@ -28,7 +28,7 @@ setup(
     extras_require={
         # resemblyzer for speaker similarity: pip install webrtcvad-wheels && pip install --no-deps resemblyzer
         "eval": ["pesq", "pystoi", "webrtcvad-wheels", "matplotlib"],
-        "analysis": ["matplotlib", "pocketsphinx>=5"],
+        "analysis": ["matplotlib", "pocketsphinx>=5", "scikit-learn>=1.2"],  # MFCC k-means baseline
         "dev": ["pytest", "hypothesis"],
     },
     # the shipped models; vqcodec.pretrained finds them under sys.prefix when not run from a clone

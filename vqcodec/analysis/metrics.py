@@ -334,12 +334,25 @@ def token_agreement(utts: Sequence[TokenizedUtterance], hop: int, sample_rate: i
             a_tok.append(centre_tokens(ua, [pa[i] for i in ia]))
             b_tok.append(centre_tokens(ub, [pb[i] for i in ib]))
     if not n_pairs:
-        return {"skipped": "no transcript is read by two different speakers (needs a .txt "
-                           "transcript next to each audio file)"}
+        return {"skipped": _why_no_pairs(utts, groups)}
     a, b = np.concatenate(a_tok), np.concatenate(b_tok)
     perm = np.random.default_rng(seed).permutation(len(b))
     return {"utterance_pairs": n_pairs, "phones_compared": int(len(a)),
             "agreement": float(np.mean(a == b)), "chance": float(np.mean(a == b[perm]))}
+
+
+def _why_no_pairs(utts: Sequence[TokenizedUtterance], groups: dict[str, list[TokenizedUtterance]]) -> str:
+    """What was actually missing when token_agreement found no utterance pair to compare."""
+    with_text = sum(1 for u in utts if u.transcript)
+    if not with_text:
+        return (f"none of the {len(utts)} utterances has a transcript (a .txt next to each audio "
+                "file); pairs of the same text read by two speakers are needed")
+    shared = [g for g in groups.values() if len({u.speaker for u in g}) > 1]
+    if not shared:
+        return (f"{with_text} of {len(utts)} utterances have a transcript, but none of their "
+                f"{len(groups)} distinct texts is read by two different speakers")
+    return (f"{len(shared)} text(s) are read by two or more speakers, but their phone alignments "
+            "share no phone (or their token sequences are empty)")
 
 
 def speaker_classification(utts: Sequence[TokenizedUtterance], codebook_size: int,

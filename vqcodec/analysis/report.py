@@ -58,9 +58,8 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
     """Encode every aligned utterance of data_dir, compute all metrics for the model and for the
     MFCC k-means baseline (same K, hop and split), write report.json, heatmap.png, confusion.png
     (and baseline_heatmap.png) into out_dir. Returns the report dict."""
-    from tqdm import tqdm
-
     from ..audio import load
+    from ..progress import bar as tqdm  # plain lines when stderr is not a terminal
     from . import plots
 
     out_dir = Path(out_dir)
@@ -129,10 +128,13 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
         "tokens": model_dict,
     }
     if baseline:
-        from .baseline import fit_mfcc_kmeans
-        km = fit_mfcc_kmeans([w for w, t in zip(wavs, is_test) if not t] or wavs, sr, hop, K, seed=split_seed)
-        base_items = [TokenizedUtterance(km.encode(w, num_frames=len(t.codes)), t.intervals, t.speaker, t.transcript)
-                      for w, t in zip(wavs, items)]
+        from .baseline import fit_mfcc_kmeans, mfcc_frames
+        feats = [mfcc_frames(w, sr, hop, num_frames=len(t.codes))  # once per utterance: fit and encode
+                 for w, t in tqdm(list(zip(wavs, items)), desc="MFCC", unit="file", disable=not progress)]
+        train = [f for f, t in zip(feats, is_test) if not t] or feats
+        km = fit_mfcc_kmeans([], sr, hop, K, seed=split_seed, feats=np.concatenate(train))
+        base_items = [TokenizedUtterance(km.encode_features(f), t.intervals, t.speaker, t.transcript)
+                      for f, t in zip(feats, items)]
         base_res, base_dict = analyse(base_items)
         base_dict["method"] = (f"k-means (K={km.codebook_size}) on 13 MFCC + deltas + delta-deltas, "
                                f"one frame per {hop} samples, fitted on the training utterances")
