@@ -18,6 +18,9 @@ from ..errors import VqcodecError
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
                             help="Shipped model name or checkpoint path.")
 FORCE_OPTION = click.option("--force", "-f", is_flag=True, help="Overwrite existing output files.")
+DECODER_OPTION = click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
+                              help="v2 models: fast (default; deterministic, ~100x real time) or wavenet "
+                                   "(the paper's autoregressive decoder, sampled, slow).")
 
 
 def _load(model_name: str):
@@ -292,10 +295,7 @@ def _encode_to(codec, src: Path, dst: Path, speaker: str, force: bool, chunk_sec
                coder=None):
     """Encode the audio file src into the .vqc file dst (atomically), entropy-coded with `coder`
     if given; returns the TokenFile."""
-    tokens, num_samples = codec._encode_file(src, chunk_seconds)
-    tf = codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate, num_samples=num_samples,
-                         hop=codec.hop, codebook_size=codec.codebook_size, model_id=codec.model_id,
-                         speaker=speaker)
+    tf = codec.encode_file_utterance(src, chunk_seconds, speaker=speaker)  # tokens, gain, voice
     codes.write(dst, tf, force=force, coder=coder)
     return tf
 
@@ -333,7 +333,9 @@ _DECODE_GROUP_TOKENS = 128 * 2500
 @FORCE_OPTION
 @click.option("--prior", "prior_names", multiple=True, default=("default-prior",), show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
-def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names):
+@DECODER_OPTION
+def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names,
+           decoder):
     """Decode .vqc token files to 16 kHz wav with the WaveNet decoder.
 
     Each file is cut into segments that are generated side by side (with a short warm-up and a
@@ -381,12 +383,17 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
         groups[-1].append(item)
         size += item[2].num_tokens
     for group in groups:
-        voices = [speaker or (tf.speaker if tf.speaker in codec.speakers else None) for _, _, tf in group]
+        if codec.has_voice:  # v2: each file's own voice vector, unless --speaker names another
+            voices = [speaker for _ in group]
+        else:
+            voices = [speaker or (tf.speaker if tf.speaker in codec.speakers else None) for _, _, tf in group]
         start = time.perf_counter()
         try:
             wavs = codec.decode_many([tf.tokens for _, _, tf in group], voices, temperature=temperature,
                                      seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
-                                     progress=True, max_batch=max_batch)
+                                     progress=True, max_batch=max_batch, decoder=decoder,
+                                     voices=[tf.voice for _, _, tf in group],
+                                     gains=[tf.gain for _, _, tf in group])
         except Exception as e:
             for src, _, _ in group:
                 failures.append((src, _message(src, e)))
@@ -401,42 +408,62 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 _error(failures[-1][1])
                 continue
             if total == 1:
-                click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {voice or codec.speakers[0]}, "
+                shown = voice or ("its own voice" if codec.has_voice and tf.voice.size else codec.speakers[0])
+                click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
                            f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
     _report(failures, total)
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT")
-@click.option("--speaker", "-s", required=True, help="Target voice (see `vqcodec speakers`).")
-@click.option("--output", "-o", required=True, help="Output .wav file.")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--speaker", "-s", help="Target voice by name (see `vqcodec speakers`).")
+@click.option("--like", "like_path", type=click.Path(), metavar="REF.wav",
+              help="Target voice from a reference recording of anyone (v2 models; 3-10 s of speech).")
+@click.option("--output", "-o", required=True, help="Output .wav file (one input) or directory.")
 @MODEL_OPTION
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Decoder sampling temperature (0 = argmax).")
-@click.option("--seed", default=0, show_default=True, help="Decoder random seed (same seed, same audio).")
+              help="WaveNet decoder sampling temperature (0 = argmax).")
+@click.option("--seed", default=0, show_default=True, help="WaveNet decoder random seed (same seed, same audio).")
+@DECODER_OPTION
 @FORCE_OPTION
-def convert(input_path, speaker, output, model_name, temperature, seed, force):
-    """Voice conversion: encode INPUT, decode it with another speaker's identity.
+def convert(inputs, speaker, like_path, output, model_name, temperature, seed, decoder, force):
+    """Voice conversion: encode INPUT(s), decode the tokens in another voice, either a named one
+    (--speaker) or the voice of any reference recording (--like, v2 models).
 
     \b
-    Example:
+    Examples:
+      vqcodec convert talk.wav --like alice.wav -o talk_as_alice.wav
       vqcodec convert talk.wav --speaker us2 -o talk_as_us2.wav
+      vqcodec convert recordings/ --like alice.wav -o as_alice/     # mirrors the tree
     """
-    out = Path(output)
-    audio.info(input_path)  # refuse a missing or non-audio input before loading the model
-    if out.resolve() == Path(input_path).resolve():
-        raise VqcodecError(f"{out} is the input of this command; choose another -o")
-    _check_output(out, force)
+    if (speaker is None) == (like_path is None):
+        raise VqcodecError("give the target voice with exactly one of --speaker NAME or --like REF.wav")
+    if like_path is not None:
+        audio.info(like_path)  # a missing or non-audio reference is refused before loading the model
+    found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
+    jobs, clashes = _outputs(found, output, ".wav")
+    failures += clashes
+    jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     codec = _load(model_name)
-    codec.speaker_index(speaker)
-    wav = audio.load(input_path, codec.sample_rate, verbose_resample=True)
-    start = time.perf_counter()
-    converted = codec.convert(wav, codec.sample_rate, speaker, temperature=temperature, seed=seed,
-                              progress=True)
-    elapsed = time.perf_counter() - start
-    audio.save(out, converted, codec.sample_rate, force=force)
-    click.echo(f"{out}: {len(converted) / codec.sample_rate:.2f} s as {speaker}, "
-               f"real-time factor {elapsed / (len(wav) / codec.sample_rate):.2f}")
+    voice, shown = None, speaker
+    if like_path is not None:
+        voice = codec.voice_of(audio.load(like_path, codec.sample_rate, verbose_resample=True), codec.sample_rate)
+        shown = f"the voice of {like_path}"
+    else:
+        codec.speaker_index(speaker)
+
+    def work(src: Path, dst: Path):
+        tf = codec.encode_file_utterance(src)
+        start = time.perf_counter()
+        wav = codec.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples,
+                           temperature=temperature, seed=seed, progress=len(jobs) == 1, decoder=decoder)
+        elapsed = time.perf_counter() - start
+        audio.save(dst, wav, codec.sample_rate, force=force)
+        if len(jobs) == 1:
+            click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
+                       f"decoding real-time factor {elapsed / max(tf.duration_s, 1e-9):.3f}")
+
+    _run_batch(jobs, work, "converting", failures)
 
 
 @cli.command()

@@ -294,11 +294,21 @@ class CodecSystem:
     def __call__(self, wav: np.ndarray, sr: int, source=None):
         from ..audio import resample
 
-        tokens = self.codec.encode(np.asarray(wav, dtype=np.float32), sr)
-        out = self.codec.decode(tokens, speaker=self.speaker_for(source), temperature=self.temperature,
-                                seed=self.seed)
+        if getattr(self.codec, "has_voice", False):
+            # v2: the file's own voice vector and gain travel with the tokens (as in a .vqc), unless
+            # a voice was chosen; the bitrate counts them, spread over the file
+            tf = self.codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr)
+            out = self.codec.decode_file(tf, speaker=self.fallback_speaker, temperature=self.temperature,
+                                         seed=self.seed, decoder=getattr(self, "decoder", None))
+            side_bits = 8 * tf.voice.size + 32
+            bitrate = float(self.codec.bitrate) + side_bits / max(tf.duration_s, 1e-9)
+        else:
+            tokens = self.codec.encode(np.asarray(wav, dtype=np.float32), sr)
+            out = self.codec.decode(tokens, speaker=self.speaker_for(source), temperature=self.temperature,
+                                    seed=self.seed)
+            bitrate = float(self.codec.bitrate)
         out = np.asarray(out, dtype=np.float32).reshape(-1)
-        return resample(out, int(self.codec.sample_rate), sr), float(self.codec.bitrate)
+        return resample(out, int(self.codec.sample_rate), sr), bitrate
 
 
 # --------------------------------------------------------------------------- voice conversion
