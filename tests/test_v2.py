@@ -253,3 +253,27 @@ def test_two_stage_training_keeps_the_tokenizer(tmp_path):
     changed = [k for k in state["model"] if k.startswith("decoder.")
                and not torch.equal(state["model"][k], state2["model"][k])]
     assert changed  # the WaveNet did train
+
+
+def test_cli_sample_with_a_v2_prior_in_a_reference_voice(v2_path, codec, tmp_path):
+    """`vqcodec sample` on a v2 model: an unconditioned prior's tokens voiced like a reference."""
+    from vqcodec.models.prior import Prior
+
+    cfg = tiny_v2_config()
+    cfg.prior.speaker_conditioned = False
+    cfg.prior.wavenet.global_dim = 0
+    torch.manual_seed(0)
+    prior = Prior(cfg.prior, 16, 0)
+    ppath = tmp_path / "prior.pt"
+    checkpoint.save(ppath, {"kind": "prior", "config": cfg.to_dict(), "model": prior.state_dict(),
+                            "meta": {"speakers": [], "vqvae_model_id": codec.model_id, "codebook_size": 16}})
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, varied(2.0, 14), 16000)
+    out, toks = tmp_path / "babble.wav", tmp_path / "babble.vqc"
+    r = CliRunner().invoke(cli, ["sample", "-o", str(out), "--seconds", "0.5", "--prior", str(ppath), "-m", v2_path,
+                                 "--like", str(ref), "--tokens-out", str(toks)])
+    assert r.exit_code == 0, r.output
+    wav, sr = sf.read(out)
+    assert sr == 16000 and wav.shape == (8000,)
+    tf = codes.read(toks)
+    np.testing.assert_array_equal(tf.voice, codec.voice_of(varied(2.0, 14), 16000))

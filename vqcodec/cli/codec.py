@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import cli
 from .. import audio, codes, progress
@@ -530,22 +531,31 @@ def info(files, prior_names):
 @click.option("--seed", default=0, show_default=True, help="Random seed of the prior and the decoder.")
 @click.option("--prompt", type=click.Path(dir_okay=False), help="Audio or .vqc file whose tokens start the stream.")
 @click.option("--tokens-out", help="Also write the sampled tokens as a .vqc file.")
+@click.option("--like", "like_path", type=click.Path(dir_okay=False), metavar="REF.wav",
+              help="v2 models: voice the tokens like this recording (instead of a named voice).")
+@DECODER_OPTION
 @FORCE_OPTION
 def sample(output, seconds, speaker, prior_name, model_name, temperature, decoder_temperature, seed,
-           prompt, tokens_out, force):
+           prompt, tokens_out, like_path, decoder, force):
     """Sample new speech: the prior invents a token stream, the decoder voices it.
 
     \b
     Examples:
       vqcodec sample -o babble.wav --seconds 4 --speaker us2
       vqcodec sample -o more.wav --prompt talk.wav --seconds 6 --tokens-out more.vqc
+      vqcodec sample -o alice_babble.wav --like alice.wav
     """
     from ..api import load_prior
 
+    if like_path is not None:
+        audio.info(like_path)
     codec = _load(model_name)
     prior = load_prior(prior_name)
     prior.check_compatible(codec)
     codec.speaker_index(speaker)
+    voice = None
+    if like_path is not None:
+        voice = codec.voice_of(audio.load(like_path, codec.sample_rate), codec.sample_rate)
     for path in (output, tokens_out):
         if path and not force and Path(path).exists():
             raise VqcodecError(f"{path} exists (use -f/--force to overwrite)")
@@ -559,12 +569,17 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
             prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
     n = max(1, round(seconds * codec.sample_rate / codec.hop))
     tokens = prior.sample(n, speaker, temperature=temperature, seed=seed, prompt=prompt_tokens, progress=True)
-    wav = codec.decode(tokens, speaker, temperature=decoder_temperature, seed=seed, progress=True)
+    wav = codec.decode(tokens, speaker, temperature=decoder_temperature, seed=seed, progress=True,
+                       voice=voice, decoder=decoder)
+    if voice is None and codec.has_voice:
+        voice = codec.voices[speaker or codec.speakers[0]]
     if tokens_out:
         codes.write(tokens_out, codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate,
                                                 num_samples=len(wav), hop=codec.hop,
                                                 codebook_size=codec.codebook_size,
-                                                model_id=codec.model_id, speaker=speaker or ""), force=force)
+                                                model_id=codec.model_id, speaker=speaker or "",
+                                                voice=voice if voice is not None else np.zeros(0, np.uint8)),
+                    force=force)
     audio.save(output, wav, codec.sample_rate, force=force)
     click.echo(f"{output}: {len(wav) / codec.sample_rate:.2f} s of sampled speech"
                + (f" as {speaker}" if speaker else ""))
