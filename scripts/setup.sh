@@ -29,8 +29,19 @@ if [ "${1:-}" = "--system" ]; then
   fi
 fi
 
-# torch first, pinned to the CPU build so a range does not pull a multi-GB CUDA wheel.
-$PY -c "import torch" 2>/dev/null || $PY -m pip install -q "torch==2.13.0"
-$PY -m pip install -q -e '.[dev,eval,analysis]'
+# torch first, and only if it is missing (a machine without network but with torch keeps working).
+# Without an NVIDIA GPU, the CPU wheel from PyTorch's CPU index (~200 MB): PyPI's default Linux
+# wheel bundles CUDA libraries (several GB) that such a machine never uses.
+if ! $PY -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    $PY -m pip install -q "torch==2.13.0"
+  else
+    $PY -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+# editable_mode=compat: the clone's root goes on sys.path through a .pth file. The default mode
+# installs an import hook that Python consults after sys.path, so running Python in the folder
+# that holds a clone named vqcodec/ imported that folder as an empty namespace package instead.
+$PY -m pip install -q -e '.[dev,eval,analysis]' --config-settings editable_mode=compat
 # resemblyzer's own dependency webrtcvad no longer imports (pkg_resources); use the wheels fork.
 $PY -c "import resemblyzer" 2>/dev/null || { $PY -m pip install -q webrtcvad-wheels && $PY -m pip install -q --no-deps resemblyzer; }
