@@ -195,3 +195,23 @@ def test_one_meaning_per_short_flag_and_help_on_every_option():
     assert meaning["-t"] == {"--temperature"} and meaning["-q"] == {"--quiet"}
     analyze_params = {o for p in cli.commands["analyze"].commands["phonemes"].params for o in p.opts}
     assert "-q" in analyze_params
+
+
+# --------------------------------------------------------------------------- item 13: no deprecations
+def test_cli_paths_raise_no_deprecation_warning(tmp_path, model_path):
+    """The error and note paths wrote through click.get_text_stream (deprecated for click 9); with
+    DeprecationWarning as an error, a batch with a failing file still reports normally."""
+    import warnings
+
+    (tmp_path / "bad.vqc").write_text("x")
+    (tmp_path / "notes.wav").write_text("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        r = CliRunner().invoke(cli, ["decode", str(tmp_path / "bad.vqc"), str(tmp_path / "missing.vqc"),
+                                     "-m", model_path])
+        assert r.exit_code == 1 and "2 of 2 input(s) failed" in r.output, r.output
+        r = CliRunner().invoke(cli, ["encode", str(tmp_path / "notes.wav"), "-m", model_path])
+        assert r.exit_code == 1 and "not a readable audio file" in r.output, r.output
+    out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-m", "vqcodec", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
