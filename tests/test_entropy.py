@@ -213,6 +213,12 @@ def test_header_lies_about_the_entropy_payload():
     body[26:34] = struct.pack("<Q", 2 ** 40)  # far more tokens than the payload can hold
     with pytest.raises(FormatError, match="cannot fit"):
         codes.from_bytes(_recrc(bytes(body)), coder_for=c)
+    empty = codes.to_bytes(token_file([]), coder=c)
+    body = bytearray(empty[:-8])
+    body[59:67] = struct.pack("<Q", 4)  # payload length 4, for no tokens
+    body += b"\1\2\3\4" + empty[-8:-4]
+    with pytest.raises(FormatError, match="for no tokens"):
+        codes.from_bytes(_recrc(bytes(body)), coder_for=c)
     body = bytearray(data[:-4])
     body[55:57] = b"\0\0"  # chunk 0
     with pytest.raises(FormatError, match="inconsistent header"):

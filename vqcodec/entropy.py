@@ -200,6 +200,8 @@ class EntropyCoder:
         if len(payload) % 4:
             raise FormatError(f"{source}: corrupt payload (entropy-coded length {len(payload)} "
                               "is not a whole number of 32-bit words)")
+        if num_tokens == 0 and payload:
+            raise FormatError(f"{source}: corrupt payload ({len(payload)} entropy-coded bytes for no tokens)")
         c = _constriction()
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         decoder = c.stream.queue.RangeDecoder(words)

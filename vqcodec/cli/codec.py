@@ -564,7 +564,10 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
     prompt_tokens = None
     if prompt:
         if prompt.endswith(codes.SUFFIX):
-            prompt_tokens = codes.read(prompt, expect_model_id=codec.model_id).tokens
+            from ..entropy import coder_for_priors
+
+            prompt_tokens = codes.read(prompt, expect_model_id=codec.model_id,
+                                       coder_for=coder_for_priors(prior_name)).tokens
         else:
             prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
     n = max(1, round(seconds * codec.sample_rate / codec.hop))
