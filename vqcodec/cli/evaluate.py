@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from . import cli
+from .codec import DECODER_OPTION
 from ..errors import VqcodecError
 
 
@@ -113,35 +114,60 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-m", "--model", default="default", show_default=True,
               help="Shipped model name or checkpoint path.")
-@click.option("--to", "target", required=True, metavar="SPEAKER",
+@click.option("--to", "target", default=None, metavar="SPEAKER",
               help="Target speaker (one of the model's speakers).")
+@click.option("--like-refs", "like_refs", type=click.Path(path_type=Path), default=None, metavar="REF_DIR",
+              help="Convert to every voice in REF_DIR/SPEAKER/*.wav (any speakers; v2 models), each from "
+                   "a reference of its first clips; its other clips score the result.")
+@click.option("--ref-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="--like-refs: seconds of each voice's first clips concatenated into its reference.")
 @click.option("--target-refs", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Real utterances of the target speaker [default: DATA_DIR/SPEAKER].")
+              help="--to: real utterances of the target speaker [default: DATA_DIR/SPEAKER].")
 @click.option("--limit", type=int, default=0, metavar="N",
               help="Convert at most N source files, round-robin across speakers (0: all).")
 @click.option("--refs-per-speaker", type=int, default=10, show_default=True,
               help="Real utterances averaged into each speaker's reference embedding.")
+@click.option("--no-align", is_flag=True,
+              help="--like-refs: skip the intelligibility check (pocketsphinx forced alignment of sources "
+                   "with a .txt transcript, before and after conversion).")
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for convert.json, convert.csv and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
 @click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
               help="Decoder sampling temperature.")
+@DECODER_OPTION
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speaker, out_dir, seed, temperature,
-                     listen, quiet):
-    """Voice conversion: is converted speech closer to the target speaker than to the source?
+def eval_convert_cmd(data_dir, model, target, like_refs, ref_seconds, target_refs, limit, refs_per_speaker,
+                     no_align, out_dir, seed, temperature, decoder, listen, quiet):
+    """Voice conversion: is converted speech closer to the target voice than to the source?
 
-    Every file of a speaker other than SPEAKER in DATA_DIR/SPEAKER_X/*.wav is encoded and decoded
-    as SPEAKER. Speaker similarity is the cosine of resemblyzer embeddings (needs
-    `pip install webrtcvad-wheels && pip install resemblyzer --no-deps`) of the converted speech
-    against SPEAKER's real utterances, against the source speaker's, and (before conversion) of
-    the original against SPEAKER. Writes OUT/convert.json, convert.csv and OUT/index.html, a
-    listening page (source, a real utterance of SPEAKER, converted) for the first --listen files.
+    --to SPEAKER (a named voice): every file of a speaker other than SPEAKER in
+    DATA_DIR/SPEAKER_X/*.wav is encoded and decoded as SPEAKER, and compared with SPEAKER's real
+    utterances (--target-refs or DATA_DIR/SPEAKER), with the source speaker's, and (before
+    conversion) the original with SPEAKER.
+
+    --like-refs REF_DIR (v2 models, voices the model never heard): for every voice folder
+    REF_DIR/VOICE/, its first clips (name order) up to --ref-seconds are concatenated into a
+    reference, and every source file (or --limit N) is converted to the voice of that reference.
+    Each (source, voice) pair is scored against the voice's OTHER clips (never the reference
+    clips) and against the source speaker's other clips; reported: mean similarities, the
+    fraction of pairs closer to the target than to the source, and the fraction with similarity
+    to the target >= 0.80. Intelligibility: sources with a .txt transcript next to them are
+    force-aligned (pocketsphinx) before and after conversion: how often each aligns, and how
+    often the converted phone sequence equals the original's.
+
+    Speaker similarity is the cosine of resemblyzer embeddings (needs
+    `pip install webrtcvad-wheels && pip install resemblyzer --no-deps`). Writes
+    OUT/convert.json, convert.csv and OUT/index.html, a listening page (source, the target's
+    voice, converted) for the first --listen files or pairs.
 
     \b
-    Example:
+    Examples:
       vqcodec eval-convert data/test --to us2 --limit 20 -o reports/convert_us2
+      vqcodec eval-convert data/synth/eval_us3 --like-refs data/real_eval/eval_en -m MODEL \\
+          --limit 10 -o reports/convert_like
+      vqcodec eval-convert data/test --like-refs voices/ --ref-seconds 5 --no-align -o reports/x
     """
     import numpy as np
 
@@ -149,6 +175,11 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
     from ..evaluation import html, report
     from ..evaluation.metrics import _voice_encoder
 
+    if (target is None) == (like_refs is None):
+        raise VqcodecError("give the target voice(s) with exactly one of --to SPEAKER or --like-refs REF_DIR")
+    if like_refs is not None:
+        return _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_speaker, no_align,
+                                  out_dir, seed, temperature, decoder, listen, quiet)
     _voice_encoder()  # fail early with the install hint
     files = report.collect_files(data_dir)
     by_speaker: dict[str, list[Path]] = {}
@@ -172,7 +203,8 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
 
     def convert(wav, sr, spk):
         tokens = codec.encode(np.asarray(wav, dtype=np.float32), sr)
-        out = codec.decode(tokens, speaker=spk, temperature=temperature, seed=seed)
+        out = codec.decode(tokens, speaker=spk, temperature=temperature, seed=seed,
+                           **({"decoder": decoder} if decoder else {}))
         out = np.asarray(out, dtype=np.float32).reshape(-1)
         return resample(out, int(codec.sample_rate), sr)
 
@@ -182,4 +214,59 @@ def eval_convert_cmd(data_dir, model, target, target_refs, limit, refs_per_speak
                                         progress=not quiet, echo=click.echo)
     sr = report.SAMPLE_RATE
     html.write_convert_page(out_dir, result, recorder, load(refs[0], sr), sr, source=str(data_dir))
+    click.echo(f"wrote {out_dir / 'convert.json'}, convert.csv, index.html", err=True)
+
+
+def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_speaker, no_align, out_dir, seed,
+                       temperature, decoder, listen, quiet):
+    """eval-convert --like-refs: every source converted to every voice of REF_DIR (see the command)."""
+    import numpy as np
+
+    from ..audio import resample
+    from ..errors import AudioError
+    from ..evaluation import html, report
+    from ..evaluation.metrics import _voice_encoder
+
+    notes: list[str] = []
+    targets = report.target_voices(like_refs, ref_seconds, max_other=refs_per_speaker, notes=notes)
+    files = report.collect_files(data_dir)
+    by_speaker: dict[str, list[Path]] = {}
+    for p, s in files:
+        if s is not None:
+            by_speaker.setdefault(s, []).append(p)
+    sources = report.collect_files(data_dir, limit)
+    _voice_encoder()  # fail early with the install hint
+    codec = _load_codec(model)
+    if not getattr(codec, "has_voice", False):
+        raise VqcodecError(f"model {model!r} has no voice encoder (a v1 model): --like-refs needs a v2 model; "
+                           "use --to SPEAKER")
+    voices = {}
+    for t in list(targets):
+        try:
+            voices[t.name] = codec.voice_of(t.reference, report.SAMPLE_RATE)
+        except AudioError as e:
+            notes.append(f"voice {t.name!r} skipped: {e}")
+            targets.remove(t)
+    if not targets:
+        raise VqcodecError(f"{like_refs}: no usable reference voice ({'; '.join(notes)})")
+    encoded: dict = {}
+
+    def convert(wav, sr, voice_name):
+        # each source is converted to every voice in a row: encode it once (keyed on the array object)
+        if encoded.get("wav") is not wav:
+            encoded.update(wav=wav, tf=codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr))
+        tf = encoded["tf"]
+        out = codec.decode(tf.tokens, voice=voices[voice_name], gain=tf.gain, num_samples=tf.num_samples,
+                           temperature=temperature, seed=seed, decoder=decoder)
+        return resample(np.asarray(out, dtype=np.float32).reshape(-1), int(codec.sample_rate), sr)
+
+    speaker_refs = {s: ps[:refs_per_speaker + 1] for s, ps in by_speaker.items()}  # +1: the source is left out
+    recorder = html.ConvertRecorder(convert, listen)
+    click.echo(f"converting {len(sources)} file(s) from {data_dir} to {len(targets)} voice(s) from {like_refs}",
+               err=True)
+    result = report.evaluate_like_conversion(sources, recorder, targets, speaker_refs, out_dir, align=not no_align,
+                                             notes=notes, progress=not quiet, echo=click.echo,
+                                             source_label=str(like_refs))
+    html.write_convert_page(out_dir, result, recorder, {t.name: t.reference for t in targets}, report.SAMPLE_RATE,
+                            source=str(data_dir))
     click.echo(f"wrote {out_dir / 'convert.json'}, convert.csv, index.html", err=True)

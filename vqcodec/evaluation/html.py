@@ -396,10 +396,12 @@ class ConvertRecorder:
 
 
 def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: ConvertRecorder,
-                       reference: np.ndarray, sample_rate: int, title: str | None = None,
+                       reference: np.ndarray | dict[str, np.ndarray], sample_rate: int, title: str | None = None,
                        source: str = "") -> Path:
-    """The eval-convert page: per listened file the source, a real utterance of the target
-    (`reference`, one file linked from every block) and the converted speech."""
+    """The eval-convert page: per listened file (or source/target pair) the source, the target's
+    voice (`reference`: one real utterance of the target, or, for `--like-refs`, a dict of each
+    target voice's reference recording by name, the row's "target"; each written once and linked
+    from every block that uses it) and the converted speech."""
     from . import metrics
 
     target = report["target"]
@@ -410,24 +412,39 @@ def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: Conve
              ("converted vs source (sim_source)", "sim_source"),
              ("original vs target, before conversion (sim_original_target)", "sim_original_target"))]
     rows.append(["closer to target than to source", _fmt(report.get("fraction_closer_to_target"), ".0%")])
+    if report.get("fraction_target_reached") is not None:
+        rows.append([html.escape(f"sim_target >= {report.get('sim_target_goal', 0.8):.2f}"),
+                     _fmt(report["fraction_target_reached"], ".0%")])
+    intel = report.get("intelligibility") or {}
+    for label, key in (("forced alignment succeeds: originals", "original_aligned"),
+                       ("forced alignment succeeds: converted", "converted_aligned"),
+                       ("converted phone sequence = original's", "phone_sequence_match"),
+                       ("same phone per 10 ms frame", "phone_frame_agreement")):
+        if key in intel:
+            rows.append([html.escape(label), _fmt(intel[key], ".0%")])
     summary = (f"<h2>Means over {report['num_files']} file(s)</h2>\n"
                + _summary_table(["speaker similarity (" + report.get("metric", "cosine") + ")", "mean"], rows)
                + "\n<p class='meta'>Conversion works when converted speech is closer to the target than "
                  "to its source speaker. Per-file numbers: convert.json, convert.csv.</p>")
     n_listen = min(len(recorder.pairs), len(report["per_file"]))
-    intro = (f"<p class='meta'>{html.escape(source)}{' · ' if source else ''}{report['num_files']} file(s) "
+    what = (f"{report.get('num_sources')} file(s) x {report.get('num_targets')} voice(s) = {report['num_files']} pair(s)"
+            if report.get("mode") == "like" else f"{report['num_files']} file(s)")
+    intro = (f"<p class='meta'>{html.escape(source)}{' · ' if source else ''}{what} "
              f"converted to {html.escape(target)}; players and spectrograms for the first {n_listen}.</p>")
     cols = ["sim target", "sim source"]
     blocks = []
     for row, (wav, out) in zip(report["per_file"][:n_listen], recorder.pairs):
+        voice = row.get("target", target)
+        ref = reference[voice] if isinstance(reference, dict) else reference
         clips = [Clip(f"source ({row.get('source_speaker')})", wav,
                       {"sim target": _fmt(row.get("sim_original_target"), ".3f")}),
-                 Clip(f"reference voice ({target})", reference, share="reference"),
-                 Clip(f"converted to {target}", out,
+                 Clip(f"reference voice ({voice})", ref, share=f"reference {voice}"),
+                 Clip(f"converted to {voice}", out,
                       {"sim target": _fmt(row.get("sim_target"), ".3f"),
                        "sim source": _fmt(row.get("sim_source"), ".3f")},
                       view=metrics.shift(out, 0, length=len(wav)))]
-        blocks.append(Block(f"{row.get('source_speaker')}/{Path(row['file']).name}", cols, clips))
+        name = f"{row.get('source_speaker')}/{Path(row['file']).name}"
+        blocks.append(Block(f"{name} -> {voice}" if "target" in row else name, cols, clips))
     return write_page(out_dir, title, intro, summary, blocks, sample_rate)
 
 

@@ -19,6 +19,7 @@ import inspect
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -379,5 +380,290 @@ def evaluate_conversion(sources: Sequence[tuple[str | os.PathLike, str]], conver
     return report
 
 
+
+# --------------------------------------------------------------------------- conversion to any voice
+SIM_TARGET_GOAL = 0.80  # issue 14's target: similarity to the target voice at least this
+
+
+@dataclass
+class TargetVoice:
+    """A target voice of `eval-convert --like-refs`: `reference` (its first clips concatenated) is
+    what the voice vector is taken from; `other_clips` are what converted speech is compared with,
+    so similarity is never measured against the audio the voice was copied from."""
+    name: str
+    reference: np.ndarray
+    reference_clips: list[Path]
+    other_clips: list[Path]
+
+    @property
+    def reference_seconds(self) -> float:
+        return len(self.reference) / SAMPLE_RATE
+
+
+def target_voices(ref_dir: str | os.PathLike, ref_seconds: float = 10.0, max_other: int = 10,
+                  notes: list[str] | None = None) -> list[TargetVoice]:
+    """One TargetVoice per REF_DIR/SPEAKER folder: its clips in name order are taken into the
+    reference until it holds `ref_seconds` (at least one clip); the next `max_other` clips are
+    kept for scoring. A voice with no clip left over is skipped (noted). Raises VqcodecError, one
+    line, for a folder that is missing, holds no SPEAKER/ folders with audio, or has no voice with
+    clips beyond its reference."""
+    root = Path(ref_dir)
+    if not root.is_dir():
+        raise VqcodecError(f"{root}: reference voices must be a folder REF_DIR/SPEAKER/*.wav (not found or not a folder)")
+    notes = notes if notes is not None else []
+    try:
+        files = collect_files(root)
+    except VqcodecError as e:
+        raise VqcodecError(f"reference voices: {e}") from None
+    by_voice: dict[str, list[Path]] = {}
+    for p, spk in sorted(files, key=lambda ps: str(ps[0])):
+        if spk is not None:
+            by_voice.setdefault(spk, []).append(p)
+    loose = [p for p, spk in files if spk is None]
+    if not by_voice:
+        raise VqcodecError(f"{root}: no target voices: expected one folder per voice, REF_DIR/SPEAKER/*.wav "
+                           f"(found only {len(loose)} loose file(s))")
+    if loose:
+        notes.append(f"{len(loose)} file(s) directly in {root} ignored (voices are REF_DIR/SPEAKER/*.wav)")
+    out = []
+    for name, clips in by_voice.items():
+        parts, used = [], []
+        for p in clips:
+            if used and sum(map(len, parts)) >= ref_seconds * SAMPLE_RATE:
+                break
+            try:
+                parts.append(load(p, SAMPLE_RATE))
+            except VqcodecError as e:
+                raise VqcodecError(f"reference voice {name!r}: {e}") from None
+            used.append(p)
+        rest = clips[len(used):][:max_other]
+        if not rest:
+            notes.append(f"voice {name!r} skipped: all its {len(clips)} clip(s) went into its reference "
+                         f"(--ref-seconds {ref_seconds:g}); it needs more to be scored against")
+            continue
+        out.append(TargetVoice(name, np.concatenate(parts), used, rest))
+    if not out:
+        raise VqcodecError(f"{root}: no voice has clips beyond its {ref_seconds:g} s reference to score "
+                           "converted speech against (lower --ref-seconds or add clips)")
+    return out
+
+
+def _mean_direction(embs: Sequence[np.ndarray]) -> np.ndarray:
+    """Unit mean of unit embeddings: what resemblyzer's embed_speaker does with utterances."""
+    e = np.mean(np.stack(embs), axis=0)
+    return e / max(float(np.linalg.norm(e)), 1e-12)
+
+
+def _phone_tier(alignment: dict) -> tuple[list[str], list]:
+    ivs = alignment["phones"]
+    return [iv.label for iv in ivs if iv.label != "sil"], ivs
+
+
+def _frame_agreement(a: list, b: list) -> float:
+    """Fraction of 10 ms frames (over the shorter alignment) given the same phone label."""
+    from ..analysis.metrics import labels_at
+
+    end = min(a[-1].end, b[-1].end)
+    t = np.arange(0.005, end, 0.01)
+    if not len(t):
+        return 0.0
+    return float(np.mean(labels_at(a, t) == labels_at(b, t)))
+
+
+def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | None]], convert: Callable,
+                             targets: Sequence[TargetVoice],
+                             speaker_refs: dict[str, Sequence[str | os.PathLike]], out_dir: str | os.PathLike,
+                             sample_rate: int = SAMPLE_RATE, align: bool = True, notes: list[str] | None = None,
+                             progress: bool = True, echo: Callable[[str], None] = print,
+                             source_label: str = "") -> dict:
+    """Conversion of every source to every target voice, scored by resemblyzer cosine.
+
+    convert(wav, sr, target_name) -> wav at `sample_rate` (called source by source, each source
+    once per target in `targets` order, the same `wav` object for all targets of a source).
+    Per (source, target) pair: sim_target = cos(converted, target's other clips), sim_source =
+    cos(converted, the source speaker's clips in `speaker_refs` other than the source file),
+    sim_original_target = cos(original, target's other clips), the floor before conversion.
+    Intelligibility (sources with a .txt transcript next to them, pocketsphinx installed, `align`):
+    the built-in forced aligner on the original and on each conversion; reported are how often
+    each aligns, how often the converted phone sequence (pauses dropped) equals the original's,
+    and the fraction of 10 ms frames with the same phone. Writes convert.json and convert.csv.
+    """
+    from ..progress import bar as tqdm
+
+    notes = notes if notes is not None else []
+    targets = list(targets)
+    if not targets:
+        raise VqcodecError("no target voices to convert to")
+    sources = [(Path(p), s) for p, s in sources]
+    clip_cache: dict[str, np.ndarray] = {}
+
+    def clip_emb(path) -> np.ndarray:
+        key = str(path)
+        if key not in clip_cache:
+            clip_cache[key] = metrics.speaker_embedding(load(path, sample_rate), sample_rate)
+        return clip_cache[key]
+
+    target_emb = {t.name: _mean_direction([clip_emb(p) for p in t.other_clips]) for t in targets}
+    target_info = {t.name: {"reference_clips": [str(p) for p in t.reference_clips],
+                            "reference_seconds": round(t.reference_seconds, 2),
+                            "scored_against": [str(p) for p in t.other_clips],
+                            # how alike the reference and the other clips are: the ceiling for sim_target
+                            "reference_vs_others": float(metrics.speaker_embedding(t.reference, sample_rate)
+                                                         @ target_emb[t.name])}
+                   for t in targets}
+
+    aligner, why_not = None, None
+    have_text = [p for p, _ in sources if p.with_suffix(".txt").is_file()]
+    if not align:
+        why_not = "not asked for (--no-align)"
+    elif not have_text:
+        why_not = "no source has a .txt transcript next to it"
+    else:
+        from ..analysis.aligner import ForcedAligner
+        from ..errors import MissingToolError as _Missing
+        try:
+            aligner = ForcedAligner()
+        except _Missing as e:
+            why_not = str(e)
+
+    def align_one(wav, text):
+        try:
+            return _phone_tier(aligner.align(wav, text))
+        except VqcodecError:
+            return None
+
+    rows = []
+    pairs = [(p, s, t) for p, s in sources for t in targets if s != t.name]
+    if len(pairs) < len(sources) * len(targets):
+        notes.append(f"{len(sources) * len(targets) - len(pairs)} pair(s) whose source speaker has the target "
+                     "voice's name were left out")
+    if not pairs:
+        raise VqcodecError("no (source, target voice) pairs to convert")
+    bar = tqdm(total=len(pairs), desc="converting", unit="pair", disable=not progress)
+    for path, spk in sources:
+        todo = [t for t in targets if spk != t.name]
+        if not todo:
+            continue
+        wav = load(path, sample_rate)
+        e_orig = metrics.speaker_embedding(wav, sample_rate)
+        own = [q for q in (speaker_refs.get(spk) or []) if Path(q) != path] if spk is not None else []
+        source_emb = _mean_direction([clip_emb(q) for q in own]) if own else None
+        text = path.with_suffix(".txt").read_text(encoding="utf-8", errors="replace").strip() \
+            if aligner is not None and path.with_suffix(".txt").is_file() else None
+        orig_al = align_one(wav, text) if text else None
+        for t in todo:
+            out = np.asarray(convert(wav, sample_rate, t.name), dtype=np.float32).reshape(-1)
+            e_conv = metrics.speaker_embedding(out, sample_rate)
+            row: dict = {"file": str(path), "source_speaker": spk, "target": t.name,
+                         "sim_target": float(e_conv @ target_emb[t.name]),
+                         "sim_source": None if source_emb is None else float(e_conv @ source_emb),
+                         "sim_original_target": float(e_orig @ target_emb[t.name])}
+            row["closer_to_target"] = None if row["sim_source"] is None else row["sim_target"] > row["sim_source"]
+            row["target_reached"] = row["sim_target"] >= SIM_TARGET_GOAL
+            if text:
+                conv_al = align_one(out, text)
+                row["original_aligned"], row["converted_aligned"] = orig_al is not None, conv_al is not None
+                if orig_al is not None and conv_al is not None:
+                    row["phones_match"] = conv_al[0] == orig_al[0]
+                    row["phone_frame_agreement"] = _frame_agreement(orig_al[1], conv_al[1])
+            rows.append(row)
+            bar.update(1)
+    bar.close()
+
+    def summarise(rs: list[dict]) -> dict:
+        judged = [r["closer_to_target"] for r in rs if r["closer_to_target"] is not None]
+        return {"pairs": len(rs),
+                "mean": {k: _nanmean(r[k] for r in rs) for k in ("sim_target", "sim_source", "sim_original_target")},
+                "fraction_closer_to_target": (sum(judged) / len(judged)) if judged else None,
+                "fraction_target_reached": sum(r["target_reached"] for r in rs) / len(rs) if rs else None}
+
+    per_target = {t.name: {**summarise([r for r in rows if r["target"] == t.name]), **target_info[t.name]}
+                  for t in targets}
+    intel: dict = {"skipped": why_not} if why_not else {}
+    if not why_not:
+        with_text = [r for r in rows if "converted_aligned" in r]
+        seen, orig_ok = set(), []
+        for r in with_text:
+            if r["file"] not in seen:
+                seen.add(r["file"])
+                orig_ok.append(r["original_aligned"])
+        both = [r for r in with_text if "phones_match" in r]
+        intel = {"aligner": "pocketsphinx (vqcodec.analysis.aligner)",
+                 "sources_with_transcript": len(seen), "pairs_with_transcript": len(with_text),
+                 "original_aligned": sum(orig_ok) / len(orig_ok) if orig_ok else None,
+                 "converted_aligned": (sum(r["converted_aligned"] for r in with_text) / len(with_text)
+                                       if with_text else None),
+                 "pairs_compared": len(both),
+                 "phone_sequence_match": sum(r["phones_match"] for r in both) / len(both) if both else None,
+                 "phone_frame_agreement": _nanmean(r["phone_frame_agreement"] for r in both)}
+    summary = summarise(rows)
+    report = {"mode": "like", "target": f"{len(targets)} voice(s) from {source_label}" if source_label
+              else f"{len(targets)} voice(s)",
+              "num_files": len(rows), "num_pairs": len(rows), "num_sources": len({r["file"] for r in rows}),
+              "num_targets": len(targets), **{k: summary[k] for k in ("mean", "fraction_closer_to_target",
+                                                                       "fraction_target_reached")},
+              "sim_target_goal": SIM_TARGET_GOAL, "targets": per_target, "intelligibility": intel,
+              "per_file": rows, "notes": notes,
+              "metric": "resemblyzer GE2E cosine similarity",
+              "definitions": {
+                  "sim_target": "cos(converted, mean of the target voice's clips not used in its reference)",
+                  "sim_source": "cos(converted, mean of the source speaker's other clips)",
+                  "sim_original_target": "cos(original source, the same target clips): before conversion",
+                  "fraction_target_reached": f"pairs with sim_target >= {SIM_TARGET_GOAL:.2f}",
+                  "phone_sequence_match": "pairs whose converted forced alignment has the original's "
+                                          "phone sequence (pauses dropped), of pairs where both aligned",
+                  "phone_frame_agreement": "mean fraction of 10 ms frames with the same phone in both alignments"}}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "convert.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    cols = ["file", "source_speaker", "target", "sim_target", "sim_source", "sim_original_target",
+            "original_aligned", "converted_aligned", "phones_match", "phone_frame_agreement"]
+    with atomic_path(out_dir / "convert.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_fmt_csv(r.get(c)) if isinstance(r.get(c), float) else
+                        ("" if r.get(c) is None else r.get(c)) for c in cols])
+    echo(format_like_conversion(report))
+    return report
+
+
+def format_like_conversion(report: dict) -> str:
+    """The plain-text summary of `evaluate_like_conversion`: one row per target voice, then all."""
+    def f(v, spec=".3f"):
+        return "-" if v is None else format(v, spec)
+    goal = report["sim_target_goal"]
+    w = max([12] + [len(n) + 2 for n in report["targets"]])
+    head = (f"{'target voice':<{w}}{'pairs':>6}{'ref s':>7}{'sim tgt':>9}{'sim src':>9}{'before':>8}"
+            f"{'tgt>src':>9}{f'tgt>={goal:.2f}':>10}{'ref~own':>9}")
+    lines = [f"conversion of {report['num_sources']} source file(s) to {report['num_targets']} voice(s), "
+             f"{report['num_pairs']} pair(s); {report['metric']}", head, "-" * len(head)]
+
+    def line(name, d, ref_s="", ceiling=None):
+        m = d["mean"]
+        lines.append(f"{name:<{w}}{d['pairs']:>6}{ref_s:>7}{f(m['sim_target']):>9}{f(m['sim_source']):>9}"
+                     f"{f(m['sim_original_target']):>8}{f(d['fraction_closer_to_target'], '.0%'):>9}"
+                     f"{f(d['fraction_target_reached'], '.0%'):>10}{f(ceiling):>9}")
+    for name, d in report["targets"].items():
+        line(name, d, f"{d['reference_seconds']:.1f}", d["reference_vs_others"])
+    line("all", {"pairs": report["num_pairs"], **report})
+    lines.append("(sim tgt: converted vs the target's clips not in its reference; sim src: vs the source "
+                 "speaker's other clips; before: original vs target; ref~own: the reference vs those clips)")
+    it = report["intelligibility"]
+    if "skipped" in it:
+        lines.append(f"intelligibility: skipped ({it['skipped']})")
+    else:
+        lines.append(f"intelligibility ({it['sources_with_transcript']} source(s) with transcripts, forced "
+                     f"alignment): aligned {f(it['original_aligned'], '.0%')} of originals, "
+                     f"{f(it['converted_aligned'], '.0%')} of conversions; converted phone sequence = "
+                     f"original's in {f(it['phone_sequence_match'], '.0%')} of {it['pairs_compared']} pair(s), "
+                     f"same phone in {f(it['phone_frame_agreement'], '.0%')} of frames")
+    for n in report.get("notes", []):
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
 __all__ = ["evaluate", "score", "delay_of", "collect_files", "CodecSystem", "format_table", "plot_spectrograms", "evaluate_conversion",
+           "evaluate_like_conversion", "format_like_conversion", "target_voices", "TargetVoice",
            "METRICS", "COLUMNS"]
