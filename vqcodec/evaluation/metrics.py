@@ -146,8 +146,12 @@ def mel_distance(ref, deg, sr: int = 16000) -> float:
 # --------------------------------------------------------------------------- speaker similarity
 @functools.lru_cache(maxsize=1)
 def _voice_encoder():
+    import warnings
+
     try:
-        from resemblyzer import VoiceEncoder
+        with warnings.catch_warnings():  # resemblyzer imports a deprecated scipy.ndimage path
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from resemblyzer import VoiceEncoder
     except ImportError as e:
         raise MissingToolError(
             "speaker similarity needs resemblyzer: pip install webrtcvad-wheels && "

@@ -30,8 +30,8 @@ from ..errors import MissingToolError, VqcodecError
 from ..files import atomic_path
 from . import metrics
 
-METRICS = ("pesq_wb", "stoi", "mel_distance")
-COLUMNS = ("pesq_wb", "stoi", "mel_distance", "bitrate_bps")
+METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity")
+COLUMNS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "bitrate_bps")
 
 
 def _accepts_source(fn: Callable) -> bool:
@@ -55,12 +55,14 @@ def delay_of(system) -> int:
 def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[str] | None = None,
           lag: int = 0) -> dict:
     """Remove `lag` samples of delay from `deg` (see `metrics.shift`), cut both to the reference's
-    length, then PESQ-WB, STOI and mel distance. A metric whose package is missing is None (and
+    length, then PESQ-WB, STOI, mel distance and speaker similarity (resemblyzer cosine of the output
+    to the original: does the voice come back?). A metric whose package is missing is None (and
     noted once in `notes`)."""
     ref_a = np.asarray(ref, dtype=np.float32).reshape(-1)
     deg_a = metrics.shift(deg, lag, length=len(ref_a))
     out: dict = {"lag_ms": round(1000.0 * lag / sr, 2)}
-    funcs = {"pesq_wb": metrics.pesq_wb, "stoi": metrics.stoi, "mel_distance": metrics.mel_distance}
+    funcs = {"pesq_wb": metrics.pesq_wb, "stoi": metrics.stoi, "mel_distance": metrics.mel_distance,
+             "speaker_similarity": metrics.speaker_similarity}
     for name, fn in funcs.items():
         try:
             out[name] = _clean(float(fn(ref_a, deg_a, sr)))
@@ -80,7 +82,7 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
     `notes`: a list of lines carried into the report, appended to in place (skips, missing
     metrics; pass the same list to a CodecSystem so its speaker notes land here too).
     """
-    from tqdm import tqdm
+    from ..progress import bar as tqdm  # plain lines when stderr is not a terminal
 
     files = [Path(f) for f in files]
     if not files:
@@ -176,9 +178,10 @@ def _fmt_csv(v) -> str:
 def format_table(report: dict) -> str:
     """One plain-text table: a row per system with mean metrics, then the notes."""
     w = max([22] + [len(n) + 2 for n in report["systems"]])
-    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'kbps':>8}{'lag ms':>8}"
+    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'spk sim':>9}{'kbps':>8}{'lag ms':>8}"
     lines = [f"means over {report['num_files']} file(s) "
-             f"(PESQ-WB, STOI: higher is better; mel distance: lower is better; lag: the system's "
+             f"(PESQ-WB, STOI, speaker similarity to the original: higher is better; mel distance: "
+             f"lower is better; lag: the system's "
              f"declared delay, removed before scoring)", header,
              "-" * len(header)]
     for name, s in report["systems"].items():
@@ -191,7 +194,8 @@ def format_table(report: dict) -> str:
             return format(v, fmt) if v is not None else "-"
         kbps = m["bitrate_bps"] / 1000 if m["bitrate_bps"] is not None else None
         lines.append(f"{name:<{w}}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
-                     f"{f(m['mel_distance'], '10.3f')}{f(kbps, '8.2f')}{f(s.get('lag_ms'), '8.1f')}")
+                     f"{f(m['mel_distance'], '10.3f')}{f(m.get('speaker_similarity'), '9.3f')}{f(kbps, '8.2f')}"
+                     f"{f(s.get('lag_ms'), '8.1f')}")
     for n in report["notes"]:
         lines.append(f"note: {n}")
     return "\n".join(lines)
@@ -326,7 +330,7 @@ def evaluate_conversion(sources: Sequence[tuple[str | os.PathLike, str]], conver
     cos(original, target) as the floor. Conversion works when sim_target > sim_source.
     Writes convert.json and convert.csv into out_dir.
     """
-    from tqdm import tqdm
+    from ..progress import bar as tqdm  # plain lines when stderr is not a terminal
 
     if not target_refs:
         raise VqcodecError(f"no real utterances of target speaker {target!r} to compare with")
