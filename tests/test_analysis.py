@@ -322,3 +322,80 @@ def test_analyze_with_builtin_aligner(tmp_path):
     assert (tmp_path / "out" / "alignments" / "a" / "u1.TextGrid").exists()
     assert rep["tokens"]["speaker_independence"]["token_agreement"]["utterance_pairs"] == 1
     assert "SH" in rep["tokens"]["phones"] and (tmp_path / "out" / "heatmap.png").exists()
+
+
+# --------------------------------------------------------------------------- z_e k-means, side by side
+def _tiny_codec(version: int):
+    """A tiny random-init Codec: v2 (level normalisation, voice) from test_v2, or a v1 one."""
+    import torch
+
+    from vqcodec.api import Codec
+
+    if version == 2:
+        from test_v2 import SPEAKERS, make_model
+        cfg, model = make_model()
+        return Codec(model, cfg, SPEAKERS, voices={"us1": [1, 2, 3, 4], "us2": [5, 6, 7, 8]})
+    from tiny import tiny_config
+    from vqcodec.models.vqvae import VQVAE
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    return Codec(VQVAE(cfg.model, 2).eval(), cfg, ["a", "b"])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_encoder_frames_are_what_the_quantizer_rounds(version):
+    """z_e's nearest codebook entry is the token: same frames, same level normalisation."""
+    from vqcodec.analysis.baseline import assign, encoder_frames, has_encoder
+
+    codec = _tiny_codec(version)
+    assert has_encoder(codec) and not has_encoder(FakeCodec())
+    wav, _ = _tone_utterance(np.random.default_rng(1), ["AA", "S", "IY", "M", "AA"])
+    wav = 0.3 * wav[: len(wav) - 37]                       # not a whole number of tokens
+    tokens = codec.encode(wav, 16000)
+    z = encoder_frames(codec, wav, 16000, num_frames=len(tokens))
+    assert z.shape == (len(tokens), codec.model.encoder(__import__("torch").zeros(1, codec.hop)).shape[1])
+    codebook = codec.model.quantizer.codebook.detach().double().numpy()
+    assert np.mean(assign(z, codebook) == tokens) > 0.98
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_phoneme_report_puts_tokens_mfcc_and_ze_kmeans_side_by_side(tmp_path, version):
+    from vqcodec.analysis.report import format_summary, run_phoneme_analysis
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    sentences = [["sil", "AA", "S", "IY", "sil"], ["sil", "M", "AA", "M", "sil"], ["sil", "S", "IY", "S", "AA", "sil"]]
+    for spk, level in (("spk1", 0.5), ("spk2", 1.0)):
+        (data / spk).mkdir(parents=True)
+        for i, sent in enumerate(sentences * 2):
+            wav, ivs = _tone_utterance(rng, sent)
+            sf.write(data / spk / f"u{i}.wav", level * wav, 16000)
+            (data / spk / f"u{i}.tsv").write_text("".join(f"{iv.start:.3f}\t{iv.end:.3f}\t{iv.label}\n" for iv in ivs))
+    codec = _tiny_codec(version)
+    rep = run_phoneme_analysis(codec, data, tmp_path / "out", progress=False, model_name=f"tiny v{version}",
+                               baseline=version == 2)   # the MFCC part does not depend on the model
+    K = codec.codebook_size
+    systems = ["tokens", "mfcc_kmeans", "ze_kmeans"] if version == 2 else ["tokens", "ze_kmeans"]
+    for key in systems:   # the old keys stay, the new one is alike
+        d = rep[key]
+        assert 0 <= d["pnmi"] <= 1 and 0 < d["mapping_accuracy"]["test"] <= 1 and d["codebook_size"] == K
+        cl = d["speaker_independence"]["speaker_classifier"]
+        assert 0 <= cl["accuracy"] <= 1 and cl["chance"] == pytest.approx(0.5) and cl["speakers"] == 2
+    assert "z_e" in rep["ze_kmeans"]["method"] and f"K={K}" in rep["ze_kmeans"]["method"]
+    side = rep["side_by_side"]
+    assert list(side["systems"]) == systems
+    assert side["pnmi"]["ze_kmeans"] == rep["ze_kmeans"]["pnmi"]
+    assert side["speaker_from_histogram"]["tokens"] == rep["tokens"]["speaker_independence"]["speaker_classifier"]["accuracy"]
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["side_by_side"] == json.loads(json.dumps(side))
+    text = format_summary(rep)
+    header = next(ln for ln in text.splitlines() if "MFCC k-means" in ln and "model" in ln)
+    assert "z_e k-means" in header
+    spk_row = next(ln for ln in text.splitlines() if ln.startswith("speaker from histogram"))
+    assert len(spk_row.split()) == 3 + len(systems)    # label words + one figure per system
+    if version == 1:
+        return
+    # a codec without an encoder (or --no-ze-kmeans): the old report, with a note
+    rep2 = run_phoneme_analysis(FakeCodec(), data, tmp_path / "out2", progress=False, baseline=False)
+    assert "ze_kmeans" not in rep2 and any("z_e k-means skipped" in n for n in rep2["notes"])
+    assert list(rep2["side_by_side"]["systems"]) == ["tokens"]

@@ -8,6 +8,11 @@ the training utterances only; frames are assigned with `pairwise_distances_argmi
 scipy's kmeans2 was here before: its k-means++ seeding is a Python loop, 80 s for 10,000 frames at
 K=512 (the 744 s of issue 11); MiniBatchKMeans fits 100,000 frames in ~15 s on a busy 2-core machine. The resulting codes are
 scored by exactly the same code as the model's tokens (`metrics.analyze_tokens`).
+
+The same k-means also runs on the model's own encoder outputs z_e (`encoder_frames`: the
+continuous vectors the quantizer rounds to the nearest codebook entry), so the report can tell
+what the learnt codebook adds or loses over clustering the same features at the same K and rate.
+z_e is not normalised per utterance (the quantizer sees it raw); MFCCs are.
 """
 from __future__ import annotations
 
@@ -66,23 +71,61 @@ class MFCCKMeans:
         return self.encode_features(mfcc_frames(wav, self.sample_rate, self.hop, num_frames=num_frames))
 
     def encode_features(self, feats: np.ndarray) -> np.ndarray:
-        from sklearn.metrics import pairwise_distances_argmin
-
-        return pairwise_distances_argmin(np.asarray(feats, dtype=np.float64), self.centroids).astype(np.int64)
+        return assign(feats, self.centroids)
 
 
 def fit_mfcc_kmeans(wavs: Sequence[np.ndarray], sample_rate: int, hop: int, k: int, seed: int = 0,
                     max_frames: int = 100_000, feats: np.ndarray | None = None) -> MFCCKMeans:
     """k-means with `k` centroids on the MFCC frames of `wavs` (at most `max_frames`, sampled), or
     on `feats` when the frames are already computed."""
-    from sklearn.cluster import MiniBatchKMeans
-
     if feats is None:
         feats = np.concatenate([mfcc_frames(w, sample_rate, hop) for w in wavs])
+    return MFCCKMeans(centroids=fit_kmeans(feats, k, seed, max_frames), hop=hop, sample_rate=sample_rate)
+
+
+def fit_kmeans(feats: np.ndarray, k: int, seed: int = 0, max_frames: int = 100_000) -> np.ndarray:
+    """[k', dim] centroids (k' = k, or fewer when there are fewer distinct frames) of
+    MiniBatchKMeans on `feats` (a random `max_frames` of them when there are more)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    feats = np.asarray(feats, dtype=np.float64)
     rng = np.random.default_rng(seed)
     if len(feats) > max_frames:
         feats = feats[rng.choice(len(feats), max_frames, replace=False)]
     k_eff = min(k, len(np.unique(feats, axis=0)) if len(feats) <= 4 * k else k)
     km = MiniBatchKMeans(n_clusters=k_eff, init="k-means++", n_init=1, batch_size=8192,
                          random_state=seed, compute_labels=False).fit(feats)
-    return MFCCKMeans(centroids=km.cluster_centers_.astype(np.float64), hop=hop, sample_rate=sample_rate)
+    return km.cluster_centers_.astype(np.float64)
+
+
+def assign(feats: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid of each frame (int64)."""
+    from sklearn.metrics import pairwise_distances_argmin
+
+    return pairwise_distances_argmin(np.asarray(feats, dtype=np.float64), centroids).astype(np.int64)
+
+
+def has_encoder(codec) -> bool:
+    """Whether `encoder_frames` can run on this codec (a `vqcodec.api.Codec`, v1 or v2)."""
+    return all(hasattr(codec, a) for a in ("prepare", "gain_of")) and \
+        getattr(getattr(codec, "model", None), "encoder", None) is not None
+
+
+def encoder_frames(codec, wav: np.ndarray, sample_rate: int, num_frames: int | None = None) -> np.ndarray:
+    """[frames, D] continuous encoder outputs z_e of a waveform, one row per token, in float64:
+    the input prepared and level-normalised as `Codec.encode_utterance` does it (v2 models; v1
+    models have gain 1), zero-padded to whole tokens and encoded in one pass (the analysis runs on
+    utterances of seconds, not hours). `num_frames` trims or edge-pads to the token count."""
+    import torch
+
+    wav = codec.prepare(wav, sample_rate)
+    hop = int(codec.hop)
+    x = np.zeros(-(-len(wav) // hop) * hop, dtype=np.float32)
+    x[:len(wav)] = wav * np.float32(codec.gain_of(wav))
+    encoder = codec.model.encoder
+    device = next(encoder.parameters()).device
+    with torch.inference_mode():
+        z = encoder(torch.from_numpy(x).view(1, -1).to(device))[0].T.double().cpu().numpy()
+    if num_frames is not None and len(z) != num_frames:
+        z = z[:num_frames] if len(z) > num_frames else np.pad(z, ((0, num_frames - len(z)), (0, 0)), mode="edge")
+    return z

@@ -1,5 +1,6 @@
 """`vqcodec analyze phonemes`: tokens of a corpus vs its phone alignments, next to an MFCC k-means
-baseline and the paper's numbers; writes report.json, heatmap.png and confusion.png.
+baseline, a k-means on the model's continuous encoder outputs z_e (same K, same rate) and the
+paper's numbers; writes report.json, heatmap.png and confusion.png.
 
 The codec is anything with `encode(wav, sample_rate) -> int tokens`, `hop`, `sample_rate` and
 `codebook_size` (a `vqcodec.api.Codec`, or a fake in tests).
@@ -54,10 +55,12 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
                          alignments_dir: str | os.PathLike | None = None, align: bool = False,
                          split_seed: int = 0, test_fraction: float = 0.2, limit: int | None = None,
                          baseline: bool = True, ignore_silence: bool = False, progress: bool = True,
-                         model_name: str = "") -> dict:
-    """Encode every aligned utterance of data_dir, compute all metrics for the model and for the
-    MFCC k-means baseline (same K, hop and split), write report.json, heatmap.png, confusion.png
-    (and baseline_heatmap.png) into out_dir. Returns the report dict."""
+                         model_name: str = "", encoder_kmeans: bool = True) -> dict:
+    """Encode every aligned utterance of data_dir, compute all metrics for the model, for the
+    MFCC k-means baseline and (`encoder_kmeans`, codecs with an encoder) for k-means on the
+    encoder's continuous outputs z_e (both at the model's K, hop and split), write report.json,
+    heatmap.png, confusion.png (and baseline_heatmap.png) into out_dir. report["side_by_side"]
+    puts the headline numbers of the three in one table. Returns the report dict."""
     from ..audio import load
     from ..progress import bar as tqdm  # plain lines when stderr is not a terminal
     from . import plots
@@ -95,13 +98,20 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
         raise VqcodecError(f"{data_dir}: no audio file has an alignment (.TextGrid/.pho/.tsv/.ctm with the "
                            "same name; pass --alignments DIR or --align)")
 
-    wavs, items = [], []
+    from .baseline import encoder_frames, has_encoder
+
+    with_ze = encoder_kmeans and has_encoder(codec)
+    if encoder_kmeans and not with_ze:
+        notes.append("z_e k-means skipped: the codec exposes no encoder")
+    wavs, items, ze = [], [], []
     for u in tqdm(utts, desc="encoding", unit="file", disable=not progress):
         wav = load(u.audio, sr)
         codes = np.asarray(codec.encode(wav, sr), dtype=np.int64).reshape(-1)
         intervals = read_alignment(u.alignment)
         wavs.append(wav)
         items.append(TokenizedUtterance(codes, intervals, u.speaker, u.transcript))
+        if with_ze:
+            ze.append(encoder_frames(codec, wav, sr, num_frames=len(codes)))
     is_test = split_utterances(len(items), test_fraction, split_seed)
     ignore = (SILENCE,) if ignore_silence else ()
 
@@ -141,6 +151,18 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
         report["mfcc_kmeans"] = base_dict
         plots.code_phone_heatmap(base_res.counts, base_res.phones, out_dir / "baseline_heatmap.png",
                                  title=f"P(phone | code), MFCC k-means (K={km.codebook_size})")
+    if with_ze:
+        from .baseline import assign, fit_kmeans
+        train = [z for z, t in zip(ze, is_test) if not t] or ze
+        cents = fit_kmeans(np.concatenate(train), K, seed=split_seed)
+        ze_items = [TokenizedUtterance(assign(z, cents), t.intervals, t.speaker, t.transcript)
+                    for z, t in zip(ze, items)]
+        _, ze_dict = analyse(ze_items)
+        ze_dict["method"] = (f"k-means (K={len(cents)}) on the encoder's continuous outputs z_e "
+                             f"({ze[0].shape[1]} dims, before the quantizer, not normalised), one frame per "
+                             f"token, fitted on the training utterances")
+        report["ze_kmeans"] = ze_dict
+    report["side_by_side"] = side_by_side(report)
     report["notes"] = notes
     with atomic_path(out_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -151,10 +173,36 @@ def _pct(x) -> str:
     return "   -  " if x is None else f"{100 * x:5.1f}%"
 
 
+SYSTEMS = (("tokens", "model"), ("mfcc_kmeans", "MFCC k-means"), ("ze_kmeans", "z_e k-means"))
+
+
+def _speaker_numbers(d: dict) -> tuple:
+    """(accuracy, chance) of the speaker-from-token-histogram classifier; Nones when skipped."""
+    cl = d.get("speaker_independence", {}).get("speaker_classifier", {})
+    return cl.get("accuracy"), cl.get("chance")
+
+
+def side_by_side(report: dict) -> dict:
+    """The headline numbers of the model's tokens, MFCC k-means and z_e k-means (those present),
+    metric -> system -> value: what issue 14 compares (same K, rate, split and scoring)."""
+    present = [(k, label) for k, label in SYSTEMS if report.get(k)]
+    out: dict[str, Any] = {"systems": {k: label for k, label in present}}
+    for metric, get in (("mapping_accuracy_test", lambda d: d["mapping_accuracy"]["test"]),
+                        ("majority_baseline_test", lambda d: d["majority_baseline"]["test"]),
+                        ("pnmi", lambda d: d["pnmi"]), ("phone_purity", lambda d: d["phone_purity"]),
+                        ("cluster_purity", lambda d: d["cluster_purity"]),
+                        ("codes_used", lambda d: d["codes_used"]),
+                        ("speaker_from_histogram", lambda d: _speaker_numbers(d)[0]),
+                        ("speaker_chance", lambda d: _speaker_numbers(d)[1])):
+        out[metric] = {k: get(report[k]) for k, _ in present}
+    return out
+
+
 def format_summary(report: dict) -> str:
     """A readable, fixed-width summary of a report dict."""
     t = report["tokens"]
     b = report.get("mfcc_kmeans")
+    z = report.get("ze_kmeans")
     p = report["paper"]
     K = report["model"]["codebook_size"]
     lines = [f"Phoneme analysis of {report['data']['utterances']} utterances "
@@ -162,18 +210,19 @@ def format_summary(report: dict) -> str:
              f"{len(report['data']['speakers'])} speaker(s), {len(t['phones'])} phones, "
              f"{t['num_frames']['train'] + (t['num_frames']['test'] if t['num_utterances']['test'] else 0)} frames",
              "",
-             f"{'':28}{'model':>12}{'MFCC k-means':>15}{'paper':>10}",
-             f"{'':28}{f'(K={K})':>12}{(f'(K={K})' if b else ''):>15}{'(K=128)':>10}"]
+             f"{'':28}{'model':>12}{'MFCC k-means':>15}{('z_e k-means' if z else ''):>14}{'paper':>10}",
+             f"{'':28}{f'(K={K})':>12}{(f'(K={K})' if b else ''):>15}{(f'(K={K})' if z else ''):>14}{'(K=128)':>10}"]
 
-    def row(name, key, sub=None, paper=None, fmt=_pct):
-        def get(d):
+    def row(name, key, sub=None, paper=None, fmt=_pct, get=None):
+        def value(d):
             if d is None:
                 return None
+            if get is not None:
+                return get(d)
             v = d[key]
             return v[sub] if sub else v
-        bv = get(b)
-        lines.append(f"{name:28}{fmt(get(t)):>12}{(fmt(bv) if b else ''):>15}"
-                     f"{(fmt(paper) if paper is not None else ''):>10}")
+        lines.append(f"{name:28}{fmt(value(t)):>12}{(fmt(value(b)) if b else ''):>15}"
+                     f"{(fmt(value(z)) if z else ''):>14}{(fmt(paper) if paper is not None else ''):>10}")
 
     row("mapping accuracy (test)", "mapping_accuracy", "test", p["mapping_accuracy"])
     row("mapping accuracy (train)", "mapping_accuracy", "train")
@@ -183,6 +232,8 @@ def format_summary(report: dict) -> str:
     row("PNMI", "pnmi", fmt=lambda x: "   -  " if x is None else f"{x:6.3f}")
     row("codes used", "codes_used", fmt=str)
     row("code perplexity", "code_perplexity", fmt=lambda x: f"{x:.1f}")
+    row("speaker from histogram", "", get=lambda d: _speaker_numbers(d)[0])
+    row("  chance (majority speaker)", "", get=lambda d: _speaker_numbers(d)[1])
     lines.append(f"(majority phone: {t['majority_phone']}; mapping accuracy = each code -> its most frequent "
                  "phone on train, scored on test)")
 
@@ -201,7 +252,7 @@ def format_summary(report: dict) -> str:
         lines.append("best recalled phones:  " + recall(rec[:6]))
         lines.append("worst recalled phones: " + recall(rec[-6:]))
     lines += ["", "speaker independence:"]
-    for label, d in (("model", t), ("MFCC k-means", b)):
+    for label, d in (("model", t), ("MFCC k-means", b), ("z_e k-means", z)):
         if d is None:
             continue
         si = d["speaker_independence"]

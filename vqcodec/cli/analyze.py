@@ -24,17 +24,29 @@ def analyze():
               help="Fraction of utterances held out to score the code->phone mapping.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most N utterances.")
 @click.option("--no-baseline", is_flag=True, help="Skip the MFCC k-means baseline.")
+@click.option("--no-ze-kmeans", is_flag=True,
+              help="Skip the k-means on the encoder's continuous outputs z_e (same K and rate as the tokens).")
 @click.option("--ignore-silence", is_flag=True, help="Drop silence frames before scoring.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: report.json, heatmap.png, confusion.png.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, limit, no_baseline,
-             ignore_silence, out_dir, quiet):
+             no_ze_kmeans, ignore_silence, out_dir, quiet):
     """Phone purity, cluster purity, PNMI and the paper's code->phone mapping accuracy.
 
+    Side by side, scored the same way on the same frames and split: the model's tokens, k-means on
+    MFCCs and k-means on the model's continuous encoder outputs z_e (both with the model's K, one
+    frame per token, fitted on the training utterances), each with mapping accuracy, PNMI, purity
+    and how well a classifier names the speaker from an utterance's token histogram (with chance).
+    Works on v1 and v2 models. DATA_DIR/SPEAKER/*.wav with alignments next to the audio (the
+    synthetic corpus writes exact ones), in --alignments DIR, or made with --align from .txt
+    transcripts (real speech).
+
     \b
-    Example:
+    Examples:
       vqcodec analyze phonemes data/synth_test --model default -o reports/phonemes
+      vqcodec analyze phonemes data/synth/eval_text -m runs/real/codec/checkpoint.pt -o reports/ph_synth
+      vqcodec analyze phonemes data/real_eval/eval_en --align -m MODEL -o reports/ph_real --limit 300
     """
     import vqcodec
     from ..analysis.report import format_summary, run_phoneme_analysis
@@ -46,6 +58,6 @@ def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, 
     report = run_phoneme_analysis(codec, data_dir, out_dir, alignments_dir=alignments_dir, align=align,
                                   split_seed=split_seed, test_fraction=test_fraction, limit=limit,
                                   baseline=not no_baseline, ignore_silence=ignore_silence, model_name=str(model),
-                                  progress=not quiet)
+                                  progress=not quiet, encoder_kmeans=not no_ze_kmeans)
     click.echo(format_summary(report))
     click.echo(f"\nwrote {out_dir}/report.json, heatmap.png, confusion.png")
