@@ -93,8 +93,9 @@ def fit_kmeans(feats: np.ndarray, k: int, seed: int = 0, max_frames: int = 100_0
     if len(feats) > max_frames:
         feats = feats[rng.choice(len(feats), max_frames, replace=False)]
     k_eff = min(k, len(np.unique(feats, axis=0)) if len(feats) <= 4 * k else k)
-    km = MiniBatchKMeans(n_clusters=k_eff, init="k-means++", n_init=1, batch_size=8192,
-                         random_state=seed, compute_labels=False).fit(feats)
+    with _one_thread():
+        km = MiniBatchKMeans(n_clusters=k_eff, init="k-means++", n_init=1, batch_size=8192,
+                             random_state=seed, compute_labels=False).fit(feats)
     return km.cluster_centers_.astype(np.float64)
 
 
@@ -102,7 +103,17 @@ def assign(feats: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid of each frame (int64)."""
     from sklearn.metrics import pairwise_distances_argmin
 
-    return pairwise_distances_argmin(np.asarray(feats, dtype=np.float64), centroids).astype(np.int64)
+    with _one_thread():
+        return pairwise_distances_argmin(np.asarray(feats, dtype=np.float64), centroids).astype(np.int64)
+
+
+def _one_thread():
+    """BLAS and OpenMP limited to one thread: on 2 cores shared with other work, MiniBatchKMeans
+    with 2 threads took 194 s where 1 thread took 29 s (5,000 frames, K=512, load average 12;
+    bench/analysis_speed.py), as with generation (`generate.sample_stream`)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
 
 
 def has_encoder(codec) -> bool:
