@@ -3,6 +3,7 @@
     python bench/entropy_speed.py                          # ~2 minutes on 2 busy cores
     python bench/entropy_speed.py --quick                  # fewer lengths, one repeat
     python bench/entropy_speed.py --corpus data/synth/eval_us3 --corpus data/synth/eval_text
+    python bench/entropy_speed.py --skip-size --lengths 3.5,10 --chunks 64,128,256   # speed only
 
 Speed: tokens of real speech (the shipped example and the corpora, concatenated and cut to 3.5 s,
 10 s, 60 s and 300 s files) coded with pretrained/vqcodec-synth-v1-prior.pt by
@@ -67,6 +68,10 @@ def main() -> None:
     ap.add_argument("--corpus", action="append", help="Folder of wavs for the size table (repeatable).")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--lengths", help="Comma-separated file lengths in seconds for the speed table "
+                                      "(default 3.5,10,60,300; --quick 3.5,10,60).")
+    ap.add_argument("--chunks", help="Comma-separated chunk lengths (default 64,128,256; --quick 128).")
+    ap.add_argument("--skip-size", action="store_true", help="Only the speed table.")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     corpora = [Path(c) for c in args.corpus] if args.corpus else (
@@ -78,12 +83,15 @@ def main() -> None:
     print(f"# torch {torch.__version__}, caller threads {torch.get_num_threads()}, {os.cpu_count()} cpus; "
           f"prior {prior.source}; load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
-    sets = {str(c.relative_to(ROOT) if c.is_relative_to(ROOT) else c): encode_dir(codec, c) for c in corpora}
+    sets = {} if args.skip_size else {
+        str(c.relative_to(ROOT) if c.is_relative_to(ROOT) else c): encode_dir(codec, c) for c in corpora}
     example = encode_dir(codec, ROOT / "pretrained/examples")
 
     # ------------------------------------------------------------------ size
-    print("\n| corpus | files | audio s | stored bits/token | payload kbps | file kbps | plain file kbps | saving | exact |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    if sets:
+        print("\n| corpus | files | audio s | stored bits/token | payload kbps | file kbps | plain file kbps | "
+              "saving | exact |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     coder = EntropyCoder.from_prior(prior)
     for name, files in sets.items():
         bits = payload = file_bytes = plain_bytes = 0
@@ -109,8 +117,12 @@ def main() -> None:
     pool = np.concatenate([tf.tokens for files in [example] + list(sets.values()) for _, tf in files])
     lengths = [3.5, 10.0, 60.0] if args.quick else [3.5, 10.0, 60.0, 300.0]
     chunks = [CHUNK] if args.quick else [64, CHUNK, 256]
+    if args.lengths:
+        lengths = [float(x) for x in args.lengths.split(",")]
+    if args.chunks:
+        chunks = [int(x) for x in args.chunks.split(",")]
     print("\n| file | chunk | encode tokens/s | x real time | decode tokens/s | x real time | "
-          "decode tokens/CPU-s | bits/token | decode vs plain unpack |")
+          "decode tokens/CPU-s | bits/token | decode time / plain unpack time |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for seconds in lengths:
         n = int(seconds * 250)
@@ -129,7 +141,7 @@ def main() -> None:
             assert codes.from_bytes(data, coder_for=c) == tf
             bits = codes.describe(codes.from_bytes(data, coder_for=c))["stored_bits_per_token"]
             print(f"| {seconds:g} s | {chunk} | {n / t_enc:,.0f} | {n / t_enc / 250:.1f} | {n / t_dec:,.0f} | "
-                  f"{n / t_dec / 250:.1f} | {n / cpu_dec:,.0f} | {bits:.3f} | {t_plain / t_dec:.4f} |")
+                  f"{n / t_dec / 250:.1f} | {n / cpu_dec:,.0f} | {bits:.3f} | {t_dec / t_plain:,.0f}x |")
     print(f"\n# load after: {os.getloadavg()[0]:.2f}")
 
 
