@@ -16,6 +16,7 @@ z_e is not normalised per utterance (the quantizer sees it raw); MFCCs are.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,8 +38,7 @@ def mfcc_frames(wav: np.ndarray, sample_rate: int, hop: int, n_mfcc: int = 13,
     padded = np.zeros(total, dtype=np.float32)
     n = min(len(wav), total - left)
     padded[left:left + n] = wav[:n]
-    mfcc = librosa.feature.mfcc(y=padded, sr=sample_rate, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop,
-                                win_length=n_fft, center=False, n_mels=40)[:, :num_frames]
+    mfcc = _mfcc(padded, sample_rate, n_mfcc, n_fft, hop)[:, :num_frames]
     if mfcc.shape[1] < num_frames:  # pragma: no cover - padding makes this impossible
         mfcc = np.pad(mfcc, ((0, 0), (0, num_frames - mfcc.shape[1])), mode="edge")
     width = min(9, mfcc.shape[1] if mfcc.shape[1] % 2 else mfcc.shape[1] - 1)
@@ -51,6 +51,26 @@ def mfcc_frames(wav: np.ndarray, sample_rate: int, hop: int, n_mfcc: int = 13,
     feats -= feats.mean(axis=0)
     feats /= feats.std(axis=0) + 1e-5
     return feats
+
+
+def _mfcc(y: np.ndarray, sr: int, n_mfcc: int, n_fft: int, hop: int, n_mels: int = 40) -> np.ndarray:
+    """What librosa.feature.mfcc(y, sr, n_mfcc, n_fft=n_fft, hop_length=hop, win_length=n_fft,
+    center=False, n_mels=n_mels) computes (power mel spectrogram, power_to_db, orthonormal DCT-II),
+    with the mel projection as one matrix product: librosa's einsum for it took 90% of the
+    baseline's MFCC time (50 of 57 CPU-seconds per hour of audio)."""
+    import librosa
+    import scipy.fft
+
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=n_fft, center=False)) ** 2
+    mel = _mel_basis(sr, n_fft, n_mels) @ power
+    return scipy.fft.dct(librosa.power_to_db(mel), axis=0, type=2, norm="ortho")[:n_mfcc]
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
 
 
 @dataclass
