@@ -133,7 +133,8 @@ class EntropyCoder:
     """
 
     def __init__(self, net, prior_id: str, tokenizer_id: str | None = None,
-                 condition: Callable[[object], int | torch.Tensor | None] | None = None, chunk: int = CHUNK, batch: int = BATCH):
+                 condition: Callable[[object], int | torch.Tensor | None] | None = None,
+                 chunk: int = CHUNK, batch: int = BATCH):
         if not (isinstance(prior_id, str) and len(prior_id) == 16 and _is_hex(prior_id)):
             raise ValueError(f"prior id must be 16 hex characters, got {prior_id!r}")
         if not (1 <= chunk < 2 ** 16 and 1 <= batch < 2 ** 16):

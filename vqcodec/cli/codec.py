@@ -349,6 +349,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
       vqcodec decode talk.vqc -o out.wav --speaker us2 --seed 3
       vqcodec decode tokens/ -o decoded/         # mirrors the tree, files batched together
       vqcodec decode tokens/ --suffix .us2.wav -s us2   # next to each .vqc: x.us2.wav
+      vqcodec decode talk.vqc --prior runs/x/prior/checkpoint.pt   # entropy-coded with that prior
     """
     found, failures = _expand(inputs, (codes.SUFFIX,))
     if suffix is not None and not suffix.strip(". "):
