@@ -273,6 +273,24 @@ def test_download_resume_and_max_minutes(tmp_path, fake_apt):
     assert len(kept) == 1 and float(kept[0]["seconds"]) > 0.5
 
 
+def test_other_package_is_one_speaker_and_a_package_without_speech_is_reported(tmp_path):
+    debs = tmp_path / "debs"
+    make_deb(debs, tmp_path, "foo-voice-data", {
+        "usr/share/foo/sounds/hello.wav": lambda p: sf.write(str(p), voiced(1.0, 16000, seed=1), 16000),
+        "usr/share/foo/sounds/stereo.wav": lambda p: sf.write(str(p), np.stack([voiced(1.0, 48000, seed=2)] * 2, 1),
+                                                              48000, subtype="PCM_24"),
+    })
+    make_deb(debs, tmp_path, "foo-doc", {"usr/share/foo-doc/README": "no audio here\n"})
+    out = tmp_path / "out"
+    r = run([str(out), "--packages", "foo-doc,foo-voice-data", "--deb-dir", str(debs), "--workers", "1",
+             "--no-speaker-check"])
+    assert r.exit_code == 1 and "foo-doc: no speech files found in the package" in r.output
+    assert sorted(p.name for p in (out / "foo-voice").iterdir()) == ["foo_sounds_hello.wav", "foo_sounds_stereo.wav"]
+    info = sf.info(str(out / "foo-voice/foo_sounds_stereo.wav"))
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert {r["source_sr"] for r in manifest(out)} == {"16000", "48000"}
+
+
 def test_fillets_speakers_come_from_the_dialog_fonts(tmp_path):
     debs = tmp_path / "debs"
     snd = "usr/share/games/fillets-ng/sound/city/cs"
@@ -310,6 +328,10 @@ def test_split_at_pauses_keeps_pieces_under_15_s():
     for p in pieces:                                           # cuts fall in pauses: ends are quiet
         assert np.abs(p[:200]).max() < 0.05 and np.abs(p[-200:]).max() < 0.05
     assert real.split_at_pauses(np.zeros(16000, np.float32)) == []
+    tone = np.zeros(4 * 16000, np.float32)
+    tone[16000:32000] = tone[48000:56000] = 0.3
+    edges = real.nonsilent_intervals(tone) / 16000            # librosa.effects.split's rule: +-1 frame
+    assert edges.shape == (2, 2) and np.allclose(edges, [[1, 2], [3, 3.5]], atol=0.07)
 
 
 def test_highband_check_separates_wideband_from_band_limited():
