@@ -373,6 +373,9 @@ def test_speaker_check_tells_folders_apart(tmp_path):
 def test_help_has_examples():
     r = CliRunner().invoke(cli, ["corpus", "real", "--help"])
     assert r.exit_code == 0 and "Examples:" in r.output and "--deb-dir" in r.output
+    listed = CliRunner().invoke(cli, ["corpus", "real", "--list"]).output.splitlines()
+    assert [l.split()[0] for l in listed[:-1]] == list(real.DEFAULT_PACKAGES)
+    assert not any(real.refused(p) for p in real.DEFAULT_PACKAGES) and "asterisk-core-sounds-en-g722" in listed[-1]
 
 
 @pytest.mark.skipif(os.environ.get("VQCODEC_NETWORK_TESTS") != "1", reason="set VQCODEC_NETWORK_TESTS=1 (downloads)")

@@ -82,7 +82,7 @@ def info_cmd(root, kind, mic):
 
 
 @corpus.command("real")
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False), required=False)
 @click.option("--packages", default=None,
               help="Comma-separated Debian packages [default: the 11 packages of the default set]. "
                    "asterisk-core-sounds-en*/es* are refused (the evaluation voice).")
@@ -117,6 +117,8 @@ def real_cmd(out_dir, packages, eval_set, max_minutes, workers, deb_dir, no_spea
             click.echo(name + (f"  (+ {', '.join(extra)} for transcripts/speakers)" if extra else ""))
         click.echo(f"evaluation only (--eval): {', '.join(real.EVAL_PACKAGES)}")
         return
+    if not out_dir:
+        raise click.UsageError("missing argument OUT_DIR")
     names = [p.strip() for p in packages.split(",") if p.strip()] if packages else None
     summary = real.build(out_dir, names, eval_set=eval_set, max_minutes=max_minutes, workers=workers,
                          deb_dir=deb_dir, similarity=not no_speaker_check)
