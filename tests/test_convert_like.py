@@ -129,6 +129,14 @@ def test_pairs_and_similarities_use_only_the_other_clips(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "convert.json").read_text())["num_pairs"] == 7
 
 
+def test_phone_error_rate():
+    assert report._phone_error_rate(list("abcd"), list("abcd")) == 0.0
+    assert report._phone_error_rate(list("abcd"), list("abxd")) == 0.25            # substitution
+    assert report._phone_error_rate(list("abcd"), list("abd")) == 0.25             # deletion
+    assert report._phone_error_rate(["F", "AO", "R"], ["F", "ER"]) == pytest.approx(2 / 3)
+    assert report._phone_error_rate([], list("ab")) == 2.0
+
+
 def _espeak(path, text, voice):
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -162,6 +170,7 @@ def test_intelligibility_of_an_identity_and_a_noise_conversion(tmp_path, monkeyp
     rows = {r["target"]: r for r in rep["per_file"]}
     assert rows["same"]["converted_aligned"] and rows["same"]["phones_match"]
     assert rows["same"]["phone_frame_agreement"] == 1.0
+    assert rows["same"]["phone_error_rate"] == 0.0
     assert not rows["noise"]["converted_aligned"] and "phones_match" not in rows["noise"]
     assert it["converted_aligned"] == 0.5 and it["phone_sequence_match"] == 1.0 and it["pairs_compared"] == 1
     assert "aligned 100% of originals, 50% of conversions" in report.format_like_conversion(rep)

@@ -419,6 +419,7 @@ def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: Conve
     for label, key in (("forced alignment succeeds: originals", "original_aligned"),
                        ("forced alignment succeeds: converted", "converted_aligned"),
                        ("converted phone sequence = original's", "phone_sequence_match"),
+                       ("phone error rate, converted vs original", "phone_error_rate"),
                        ("same phone per 10 ms frame", "phone_frame_agreement")):
         if key in intel:
             rows.append([html.escape(label), _fmt(intel[key], ".0%")])

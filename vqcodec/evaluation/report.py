@@ -463,6 +463,18 @@ def _phone_tier(alignment: dict) -> tuple[list[str], list]:
     return [iv.label for iv in ivs if iv.label != "sil"], ivs
 
 
+def _phone_error_rate(ref: list[str], hyp: list[str]) -> float:
+    """Levenshtein distance between two phone sequences over the length of `ref` (pronunciation
+    variants the aligner picks, e.g. "or" as F AO R or F ER, count as substitutions)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1] / max(len(ref), 1)
+
+
 def _frame_agreement(a: list, b: list) -> float:
     """Fraction of 10 ms frames (over the shorter alignment) given the same phone label."""
     from ..analysis.metrics import labels_at
@@ -569,6 +581,7 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                 row["original_aligned"], row["converted_aligned"] = orig_al is not None, conv_al is not None
                 if orig_al is not None and conv_al is not None:
                     row["phones_match"] = conv_al[0] == orig_al[0]
+                    row["phone_error_rate"] = _phone_error_rate(orig_al[0], conv_al[0])
                     row["phone_frame_agreement"] = _frame_agreement(orig_al[1], conv_al[1])
             rows.append(row)
             bar.update(1)
@@ -599,6 +612,7 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                                        if with_text else None),
                  "pairs_compared": len(both),
                  "phone_sequence_match": sum(r["phones_match"] for r in both) / len(both) if both else None,
+                 "phone_error_rate": _nanmean(r["phone_error_rate"] for r in both),
                  "phone_frame_agreement": _nanmean(r["phone_frame_agreement"] for r in both)}
     summary = summarise(rows)
     report = {"mode": "like", "target": f"{len(targets)} voice(s) from {source_label}" if source_label
@@ -616,13 +630,15 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                   "fraction_target_reached": f"pairs with sim_target >= {SIM_TARGET_GOAL:.2f}",
                   "phone_sequence_match": "pairs whose converted forced alignment has the original's "
                                           "phone sequence (pauses dropped), of pairs where both aligned",
+                  "phone_error_rate": "mean Levenshtein distance of the converted alignment's phone sequence "
+                                      "to the original's, over the original's length",
                   "phone_frame_agreement": "mean fraction of 10 ms frames with the same phone in both alignments"}}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "convert.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
     cols = ["file", "source_speaker", "target", "sim_target", "sim_source", "sim_original_target",
-            "original_aligned", "converted_aligned", "phones_match", "phone_frame_agreement"]
+            "original_aligned", "converted_aligned", "phones_match", "phone_error_rate", "phone_frame_agreement"]
     with atomic_path(out_dir / "convert.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -661,8 +677,9 @@ def format_like_conversion(report: dict) -> str:
         lines.append(f"intelligibility ({it['sources_with_transcript']} source(s) with transcripts, forced "
                      f"alignment): aligned {f(it['original_aligned'], '.0%')} of originals, "
                      f"{f(it['converted_aligned'], '.0%')} of conversions; converted phone sequence = "
-                     f"original's in {f(it['phone_sequence_match'], '.0%')} of {it['pairs_compared']} pair(s), "
-                     f"same phone in {f(it['phone_frame_agreement'], '.0%')} of frames")
+                     f"original's in {f(it['phone_sequence_match'], '.0%')} of {it['pairs_compared']} pair(s) "
+                     f"(phone error rate {f(it['phone_error_rate'], '.1%')}), same phone in "
+                     f"{f(it['phone_frame_agreement'], '.0%')} of 10 ms frames")
     for n in report.get("notes", []):
         lines.append(f"note: {n}")
     return "\n".join(lines)
