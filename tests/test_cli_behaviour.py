@@ -67,17 +67,20 @@ print(",".join(m for m in {HEAVY!r} if m in sys.modules))
 
 
 def test_bad_input_is_refused_before_a_model_loads(tmp_path):
-    """A text file named .wav (encode), a text file named .vqc (decode) and a missing input
-    (convert): one error line, exit 1, and torch was never imported (no model was loaded)."""
+    """A text file named .wav (encode), a text file named .vqc (decode), a missing input
+    (convert), a folder without audio (analyze): one error line, exit 1, and torch was never
+    imported (no model was loaded)."""
     (tmp_path / "notes.wav").write_text("not audio\n")
     (tmp_path / "notes.vqc").write_text("not tokens\n")
+    (tmp_path / "no_audio").mkdir()
     code = f"""
 import sys
 from click.testing import CliRunner
 from vqcodec.cli import cli
 d = {str(tmp_path)!r}
 for args in (["encode", d + "/notes.wav"], ["decode", d + "/notes.vqc"],
-             ["convert", d + "/missing.wav", "-s", "us1", "-o", d + "/out.wav"]):
+             ["convert", d + "/missing.wav", "-s", "us1", "-o", d + "/out.wav"],
+             ["analyze", "phonemes", d + "/no_audio", "-o", d + "/report"]):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1, (args, r.output)
     assert "error" in r.output, r.output

@@ -54,6 +54,10 @@ def phonemes(data_dir, model, alignments_dir, align, split_seed, test_fraction, 
 
     if align and alignments_dir:
         raise VqcodecError("use either --alignments DIR or --align, not both")
+    from ..analysis.report import find_corpus
+
+    if not find_corpus(data_dir):  # refused before the model loads
+        raise VqcodecError(f"{data_dir}: no .wav or .flac files found")
     codec = vqcodec.load_model(model)
     report = run_phoneme_analysis(codec, data_dir, out_dir, alignments_dir=alignments_dir, align=align,
                                   split_seed=split_seed, test_fraction=test_fraction, limit=limit,
