@@ -54,10 +54,12 @@ def _listen_option(f):
               help="Decoder sampling temperature (below 1: less noise, flatter detail).")
 @click.option("-s", "--speaker", "fallback_speaker", default=None, metavar="ID",
               help="Voice for files whose speaker the model does not know [default: its first speaker].")
+@click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
+              help="v2 models: the decoder to score [default: fast].")
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, fallback_speaker,
-             listen, quiet):
+             decoder, listen, quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
     Every file is encoded and decoded by each system and scored against the original; a classical
@@ -66,8 +68,9 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     comparison of the first file to OUT/spectrograms.png, and a table to stdout. OUT/index.html
     is a listening page: the table, then players, scores and spectrograms of the original and
     every system for the first --listen files (wavs and PNGs in OUT/listen/, relative links).
-    The model decodes each file with its source speaker when it knows it, else with --speaker or
-    its first speaker (noted).
+    A v2 model decodes each file in its own voice (the voice vector of the file), or in --speaker's;
+    a v1 model with the file's speaker when it knows it, else with --speaker or its first speaker
+    (noted). --decoder wavenet scores v2's WaveNet decoder instead of the fast one.
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
 
     \b
@@ -94,10 +97,12 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
         codec = _load_codec(model)
         if fallback_speaker is not None:
             _require_speaker(codec, model, fallback_speaker)
-        label = f"vqcodec ({model})" if temperature == 1.0 else f"vqcodec ({model}, T={temperature:g})"
+        label = f"vqcodec ({model}{', ' + decoder if decoder else ''}"
+        label += ")" if temperature == 1.0 else f", T={temperature:g})"
         systems[label] = report.CodecSystem(
             codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
             temperature=temperature, fallback_speaker=fallback_speaker)
+        systems[label].decoder = decoder
     for n in names:
         systems[n] = baselines.get(n)
     click.echo(f"evaluating {len(systems)} system(s) on {len(files)} file(s) from {data_dir}", err=True)
