@@ -40,10 +40,8 @@ from vqcodec.entropy import CHUNK, EntropyCoder  # noqa: E402
 def encode_dir(codec, folder: Path) -> list[tuple[str, codes.TokenFile]]:
     out = []
     for wav in sorted(folder.rglob("*.wav")):
-        tokens, n = codec._encode_file(wav)
         speaker = wav.parent.name if wav.parent.name in codec.speakers else ""
-        out.append((str(wav.relative_to(folder)), codes.TokenFile(tokens, codec.sample_rate, n, codec.hop,
-                                                                  codec.codebook_size, codec.model_id, speaker)))
+        out.append((str(wav.relative_to(folder)), codec.encode_file_utterance(wav, speaker=speaker)))
     return out
 
 

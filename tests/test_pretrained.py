@@ -13,7 +13,7 @@ EXAMPLE = PRETRAINED_DIR / "examples" / "example.wav"
 
 
 def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
-    for name in ("default", "default-prior"):
+    for name in ("default", "default-prior", "vqcodec-synth-v1", "vqcodec-synth-v1-prior"):
         path = PRETRAINED_DIR / NAMES[name]
         assert path.exists(), f"{path} is missing"
         assert path.stat().st_size < 20 * 2 ** 20
@@ -25,13 +25,28 @@ def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
 def test_default_model_encodes_and_decodes_the_shipped_example():
     codec = vqcodec.load_model("default")
     assert codec.hop == 64 and codec.codebook_size == 512 and codec.bitrate == 2250
-    assert "us3" not in codec.speakers  # held out for evaluation
+    assert codec.has_voice and codec.decoders == ["fast", "wavenet"]
+    assert "us3" not in codec.speakers and "ast_en" not in codec.speakers  # evaluation voices
     wav = load(EXAMPLE)
-    tokens = codec.encode(wav, 16000)
-    assert len(tokens) == -(-len(wav) // 64)
-    assert len(np.unique(tokens)) > 20  # speech uses many codes
-    out = codec.decode(tokens[:50], codec.speakers[0], seed=0)
-    assert out.shape == (50 * 64,) and np.isfinite(out).all() and out.std() > 1e-3
+    tf = codec.encode_utterance(wav, 16000)
+    assert len(tf.tokens) == -(-len(wav) // 64)
+    assert len(np.unique(tf.tokens)) > 20  # speech uses many codes
+    out = codec.decode_file(tf)
+    assert out.shape == wav.shape and np.isfinite(out).all()
+    # a trained decoder gives back the input's spectral envelope: far closer than another file's
+    from vqcodec.evaluation.metrics import mel_distance
+
+    assert mel_distance(wav, out) < 0.5 * mel_distance(wav, np.roll(wav, len(wav) // 2))
+    wn = codec.decode(tf.tokens[:50], voice=tf.voice, decoder="wavenet", seed=0)
+    assert wn.shape == (50 * 64,) and np.isfinite(wn).all() and wn.std() > 1e-3
+
+
+def test_v1_still_loads_by_name():
+    codec = vqcodec.load_model("vqcodec-synth-v1")
+    assert not codec.has_voice and codec.decoders == ["wavenet"]
+    assert codec.model_id == "0facbb2f4238a1ae"  # what v1 .vqc files name: they still decode
+    out = codec.decode(codec.encode(load(EXAMPLE)[:3200], 16000), "us1", seed=0)
+    assert out.shape == (3200,) and np.isfinite(out).all()
 
 
 def test_default_prior_pairs_with_the_default_model():
@@ -40,7 +55,7 @@ def test_default_prior_pairs_with_the_default_model():
 
     prior = load_prior("default-prior")
     prior.check_compatible(codec)
-    tokens = prior.sample(20, codec.speakers[0], seed=0)
+    tokens = prior.sample(20, None, seed=0)
     assert tokens.shape == (20,) and tokens.max() < 512
 
 

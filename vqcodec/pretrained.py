@@ -9,7 +9,10 @@ from .errors import VqcodecError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clone / editable install
 INSTALLED_DIR = Path(sys.prefix) / "share" / "vqcodec" / "pretrained"  # `pip install .` puts them here
-NAMES = {"default": "vqcodec-synth-v1.pt", "default-prior": "vqcodec-synth-v1-prior.pt"}
+NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prior.pt",
+         "vqcodec-real-v2": "vqcodec-real-v2.pt", "vqcodec-real-v2-prior": "vqcodec-real-v2-prior.pt",
+         # the previous model, kept loadable by name (and its .vqc files decodable)
+         "vqcodec-synth-v1": "vqcodec-synth-v1.pt", "vqcodec-synth-v1-prior": "vqcodec-synth-v1-prior.pt"}
 
 
 def search_dirs() -> list[Path]:

@@ -446,6 +446,9 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     jobs, clashes = _outputs(found, output, ".wav")
     failures += clashes
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
+    if not jobs:  # every input refused: no model loaded for nothing
+        _run_batch([], None, "converting", failures)
+        return
     codec = _load(model_name)
     voice, shown = None, speaker
     if like_path is not None:
