@@ -87,7 +87,8 @@ for args in (["encode", d + "/notes.wav"], ["decode", d + "/notes.vqc"],
 print(",".join(m for m in ("torch",) if m in sys.modules))
 """
     assert _python(code) == ""
-    assert not (tmp_path / "notes.vqc.wav").exists() and not (tmp_path / "out.wav").exists()
+    assert not (tmp_path / "notes.decoded.wav").exists() and not (tmp_path / "out.wav").exists()
+    assert (tmp_path / "notes.vqc").read_text() == "not tokens\n" and not (tmp_path / "report").exists()
 
 
 # --------------------------------------------------------------------------- item 5: decode names

@@ -134,15 +134,19 @@ class _CounterState:
 def test_identical_bytes_and_tokens_at_one_and_two_threads():
     tf = token_file(np.random.default_rng(3).integers(0, 16, 300))
     c = coder(chunk=64)
-    torch.set_num_threads(1)
-    one = codes.to_bytes(tf, coder=c)
-    torch.set_num_threads(2)
-    two = codes.to_bytes(tf, coder=c)
-    assert one == two
-    assert codes.from_bytes(one, coder_for=c) == tf  # decoded at two threads
-    assert torch.get_num_threads() == 2
-    torch.set_num_threads(1)
-    assert codes.from_bytes(two, coder_for=c) == tf
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codes.to_bytes(tf, coder=c)
+        torch.set_num_threads(2)
+        two = codes.to_bytes(tf, coder=c)
+        assert one == two
+        assert codes.from_bytes(one, coder_for=c) == tf  # decoded at two threads
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert codes.from_bytes(two, coder_for=c) == tf
+    finally:  # the other tests run at the caller's thread count
+        torch.set_num_threads(before)
 
 
 def test_real_tokens_with_the_shipped_prior_are_smaller_and_exact():
@@ -353,3 +357,35 @@ def test_cli_entropy_refusals_leave_no_output(cli_models, tmp_path):
     assert r.exit_code != 0 and "codebooks differ" in r.stderr
     assert not (tmp_path / "w.vqc").exists()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["e.vqc", "wrong.pt", "x.wav"]
+
+
+def test_cli_corrupt_entropy_payload_one_line_and_no_output(cli_models, tmp_path):
+    """Issue 15 item 5: an entropy payload damaged under a valid file CRC (so the range decoder
+    itself reads garbage) is refused by decode and info with one error line; no wav is written."""
+    from test_codec import _varied
+    import soundfile as sf
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), _varied(0.5, 5), 16000, subtype="PCM_16")
+    m, p = cli_models["model"], cli_models["prior"]
+    run = CliRunner().invoke
+    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
+    assert r.exit_code == 0, r.output
+    data = (tmp_path / "e.vqc").read_bytes()
+    tf = codes.from_bytes(data, coder_for=entropy.coder_for_priors(p))
+    plen = struct.unpack_from("<Q", data, 59)[0]
+    assert tf.prior_id and plen >= 8
+    start = len(data) - 8 - plen  # payload, token CRC, file CRC
+    body = bytearray(data[:-4])
+    for i in range(start, start + plen, 3):  # damage a third of the payload's bytes
+        body[i] ^= 0x5A
+    (tmp_path / "bad.vqc").write_bytes(_recrc(bytes(body)))
+    r = run(cli, ["decode", str(tmp_path / "bad.vqc"), "-o", str(tmp_path / "bad.wav"), "--prior", p, "-m", m])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
+    assert r.exit_code == 1 and errors, r.output
+    assert "bad.vqc" in errors[0] and ("token CRC mismatch" in errors[0] or "corrupt entropy" in errors[0]), errors
+    assert "Traceback" not in r.output and not (tmp_path / "bad.wav").exists()
+    r = run(cli, ["info", str(tmp_path / "bad.vqc"), "--prior", p])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
+    assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["bad.vqc", "e.vqc", "x.wav"]
