@@ -78,3 +78,25 @@ def test_accepted_forms():
     np.testing.assert_array_equal(as_mono_float(np.array(x)[:, None], 8000), np.array(x, np.float32))
     assert as_mono_float(np.array([16384, -32768], np.int16), 16000).tolist() == [0.5, -1.0]
     assert as_mono_float(np.float64([1.2, -1.0]), 16000).dtype == np.float32  # mild overshoot kept
+
+
+def test_voice_entry_points_follow_the_same_rules():
+    """voice_of and convert(like=...) (v2 models) take their reference through the same checks:
+    int16 PCM gives the float reference's voice, (samples, channels) is mixed down, channels-first
+    and bad sample rates are refused with the same messages."""
+    from test_v2 import make_model, varied
+
+    cfg, model = make_model()
+    v2 = Codec(model, cfg, ["a", "b"])
+    ref = varied(2.0, 4)
+    voice = v2.voice_of(ref, 16000)
+    pcm = np.round(ref * 32767).astype(np.int16)
+    assert np.abs(v2.voice_of(pcm, 16000).astype(int) - voice.astype(int)).max() <= 1  # 8-bit grid
+    np.testing.assert_array_equal(v2.voice_of(np.stack([ref, ref], axis=1), 16000), voice)
+    stereo_first = np.stack([ref, ref])
+    with pytest.raises(AudioError, match="channels-first"):
+        v2.voice_of(stereo_first, 16000)
+    with pytest.raises(AudioError, match="channels-first"):
+        v2.convert(ref[:16000], 16000, like=stereo_first)
+    with pytest.raises(AudioError, match="sample rate"):
+        v2.convert(ref[:16000], 16000, like=ref, like_rate=0)

@@ -338,7 +338,8 @@ class Codec:
             raise VqcodecError("give exactly one target voice: a speaker name or a reference recording")
         voice = None
         if like is not None:
-            voice = self.voice_of(like, like_rate or sample_rate)  # fail before the encode
+            # like_rate=0 is refused by the input check, not taken for "not given"; fail before the encode
+            voice = self.voice_of(like, sample_rate if like_rate is None else like_rate)
         else:
             self.speaker_index(speaker)
         tf = self.encode_utterance(wav, sample_rate)
