@@ -27,12 +27,12 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vqcodec")
 def cli():
-    """vqcodec: speech to discrete tokens (VQ-VAE, 2.25 kbps) and back with a WaveNet decoder.
+    """vqcodec: speech to discrete tokens (VQ-VAE, 2.25 kbps) and back (fast decoder or WaveNet).
 
     \b
     Examples:
       vqcodec encode talk.wav -o talk.vqc
-      vqcodec decode talk.vqc -o talk_decoded.wav
+      vqcodec decode talk.vqc                  # -> talk.decoded.wav
       vqcodec convert talk.wav --speaker us2 -o talk_as_us2.wav
       vqcodec corpus synth data/synth --hours 1
       vqcodec train vqvae recipes/synth/config.toml

@@ -337,11 +337,13 @@ _DECODE_GROUP_TOKENS = 128 * 2500
 @DECODER_OPTION
 def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names,
            decoder):
-    """Decode .vqc token files to 16 kHz wav with the WaveNet decoder.
+    """Decode .vqc token files to 16 kHz wav.
 
-    Each file is cut into segments that are generated side by side (with a short warm-up and a
-    cross-fade at each seam); several files are batched together. A failed file leaves no
-    output, and the other files still get decoded.
+    v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
+    use the WaveNet decoder, which samples: each file is cut into segments generated side by side
+    (with a short warm-up and a cross-fade at each seam), and --temperature / --seed apply.
+    Several files are batched together. A failed file leaves no output, and the other files
+    still get decoded.
 
     \b
     Examples:
