@@ -57,6 +57,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 _V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss")
+_TRAINING_ONLY_MODEL_KEYS = ("invariance",)  # shape the weights (hashed), not how tokens are computed
 _V2_ENCODER_KEYS = ("widths", "activation")
 
 
@@ -68,10 +69,11 @@ def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
     keys v2 added, so ids of v1 files never change) and the codebook, as v1 computed it.
     v2 models: the hash of what defines the tokens and the voice vector only (level, encoder,
     quantizer and voice configs; encoder, codebook and voice-encoder weights), so training another
-    decoder on the frozen tokenizer keeps the id."""
+    decoder on the frozen tokenizer keeps the id. Training-only settings (model.invariance) never
+    enter it."""
     is_v2 = config.get("voice", {}).get("dim", 0) or config.get("fast", {}).get("blocks", 0)
     if not is_v2:
-        config = {k: v for k, v in config.items() if k not in _V2_MODEL_KEYS}
+        config = {k: v for k, v in config.items() if k not in _V2_MODEL_KEYS + _TRAINING_ONLY_MODEL_KEYS}
         config["encoder"] = {k: v for k, v in config["encoder"].items() if k not in _V2_ENCODER_KEYS}
         h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
         keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook"))

@@ -85,6 +85,15 @@ class LossConfig:
 
 
 @dataclass
+class InvarianceConfig:
+    """Training-only pushes towards speaker-independent tokens (nn/perturb.py). Both off by default;
+    neither changes inference, so neither enters the model id (the weights they shape do)."""
+    warp: float = 0.0            # > 0: stage-auto encoder inputs frequency-warped by a factor
+                                 # log-uniform in [1/(1+warp), 1+warp] (VTLP); the target stays the original
+    adversary_weight: float = 0.0  # > 0: speaker classifier on z_e; the encoder gets -weight x its gradient
+
+
+@dataclass
 class ModelConfig:
     sample_rate: int = 16000
     mulaw_channels: int = 256
@@ -95,6 +104,7 @@ class ModelConfig:
     fast: FastDecoderConfig = field(default_factory=FastDecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     decoder: WaveNetConfig = field(default_factory=WaveNetConfig)
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
 
     @property
     def hop(self) -> int:

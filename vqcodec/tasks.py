@@ -13,7 +13,7 @@ import torch
 from .config import Config
 from .errors import VqcodecError
 from .models.prior import Prior
-from .models.vqvae import VQVAE
+from .models.vqvae import TRAINING_ONLY, VQVAE
 
 VALID_STEP = 10 ** 9  # RNG stream reserved for the fixed validation batches
 
@@ -125,6 +125,7 @@ class VQVAETask(_CropTask):
 
             state = checkpoint.load(self.cfg.train.init)
             missing, unexpected = model.load_state_dict(state["model"], strict=False)
+            unexpected = [k for k in unexpected if not k.startswith(TRAINING_ONLY)]  # e.g. stage 1's adversary
             if unexpected:
                 raise VqcodecError(f"{self.cfg.train.init}: weights this model does not have: {unexpected[:5]}")
         model.set_stage(self.cfg.train.stage)

@@ -11,6 +11,10 @@ v1 models (the paper's set-up) have no voice encoder and no fast decoder: their 
 conditioned on a speaker table, and training trains everything jointly. v2 models train in two
 stages (train.stage): "auto" trains tokenizer + voice encoder + fast decoder with spectral losses;
 "wavenet" freezes those and trains the WaveNet decoder on the frozen tokens and voice vectors.
+
+`model.invariance` adds training-only pushes towards speaker-independent tokens (nn/perturb.py):
+a frequency warp of the encoder input and a speaker adversary on z_e. The adversary's weights live
+in the state dict (so training checkpoints resume) but inference never uses them.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from ..audio import mulaw_encode
 from ..config import ModelConfig
 from ..nn.encoder import Encoder
 from ..nn.fast_decoder import FastDecoder
+from ..nn.perturb import SpeakerAdversary, frequency_warp, random_warp_factors
 from ..nn.quantizer import VectorQuantizer
 from ..nn.spectral import SpectralLoss
 from ..nn.voice import VoiceEncoder
@@ -29,6 +34,7 @@ from ..nn.wavenet import WaveNet
 
 CONDITIONING_CHANNELS = 128
 DECODERS = ("fast", "wavenet")
+TRAINING_ONLY = ("speaker_adversary.",)  # state-dict prefixes no decoder or tokenizer needs
 
 
 class ConditioningNet(nn.Module):
@@ -66,6 +72,11 @@ class VQVAE(nn.Module):
                                    global_vector_dim=cfg.voice.dim)
         else:
             self.conditioning = self.decoder = None
+        inv = cfg.invariance
+        if inv.warp < 0 or inv.adversary_weight < 0:
+            raise ValueError("model.invariance.warp and adversary_weight must be >= 0 (0: off)")
+        self.speaker_adversary = (SpeakerAdversary(cfg.encoder.dim, num_speakers, inv.adversary_weight)
+                                  if inv.adversary_weight > 0 else None)
         self.stage = "auto"
 
     # ------------------------------------------------------------------ facts
@@ -114,7 +125,7 @@ class VQVAE(nn.Module):
         if stage == "wavenet" and (self.decoder is None or self.fast_decoder is None):
             raise ValueError("stage 'wavenet' needs a v2 model with both a fast and a WaveNet decoder")
         self.stage = stage
-        frozen = self.tokenizer_parts + [self.fast_decoder] if stage == "wavenet" else []
+        frozen = self.tokenizer_parts + [self.fast_decoder, self.speaker_adversary] if stage == "wavenet" else []
         for part in frozen:
             if part is not None:
                 part.requires_grad_(False)
@@ -136,23 +147,42 @@ class VQVAE(nn.Module):
                 raise ValueError("a model with a voice encoder trains with reference crops")
             voice = self.voice_encoder(reference)
         if self.fast_decoder is not None and self.stage == "auto":
-            vq = self.quantizer(self.encoder(wav))
+            z_e = self.encoder(self._encoder_input(wav))
+            vq = self.quantizer(z_e)
             pred = self.fast_decoder(vq.quantized, voice)
             spec = self.spectral_loss(pred, wav)
-            return {"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
-                    "commitment": vq.commitment, "perplexity": vq.perplexity}
+            return self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
+                                         "commitment": vq.commitment, "perplexity": vq.perplexity}, z_e, speakers)
         if self.stage == "wavenet":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav))
                 voice = voice.detach()
             vq_loss = None
         else:
-            vq = self.quantizer(self.encoder(wav))
+            z_e = self.encoder(self._encoder_input(wav))
+            vq = self.quantizer(z_e)
             z_q, vq_loss = vq.quantized, vq
         target = mulaw_encode(wav, self.cfg.mulaw_channels)
         logits = self.decoder(target, self.conditioning(z_q), voice if voice is not None else speakers)
         ce = F.cross_entropy(logits, target)
         if vq_loss is None:
             return {"loss": ce, "ce": ce}
-        return {"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
-                "perplexity": vq_loss.perplexity}
+        return self._with_adversary({"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
+                                     "perplexity": vq_loss.perplexity}, z_e, speakers)
+
+    def _encoder_input(self, wav: torch.Tensor) -> torch.Tensor:
+        """The crop the encoder sees: frequency-warped while training with invariance.warp > 0
+        (the losses still compare with the original crop)."""
+        warp = self.cfg.invariance.warp
+        if not (self.training and warp > 0):
+            return wav
+        return frequency_warp(wav, random_warp_factors(wav.shape[0], warp).to(wav.device))
+
+    def _with_adversary(self, out: dict[str, torch.Tensor], z_e: torch.Tensor,
+                        speakers: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adds the speaker adversary's cross-entropy ("adv") and accuracy ("spk_acc"). Its gradient
+        joins the loss, its value does not: "loss" stays comparable with runs without it."""
+        if self.speaker_adversary is None:
+            return out
+        adv = self.speaker_adversary(z_e, speakers)
+        return {**out, "loss": out["loss"] + (adv["adv"] - adv["adv"].detach()), **adv}
