@@ -255,6 +255,30 @@ def test_two_stage_training_keeps_the_tokenizer(tmp_path):
     assert changed  # the WaveNet did train
 
 
+def test_stage_fast_trains_only_the_fast_decoder(tmp_path):
+    """Stage 'fast' goes on training the fast decoder of a trained v2 model: the tokenizer (codebook
+    included: no EMA updates), the voice encoder and the WaveNet stay bit-identical, the id too."""
+    from vqcodec.train import train
+
+    cfg = tiny_v2_config(str(tmp_path / "s1"))
+    cfg.train.steps = cfg.train.checkpoint_every = cfg.train.valid_every = 2
+    cfg.data.voice_seconds = 0.3
+    items = [(varied(1.0, s), s % 2) for s in range(6)]
+    state = checkpoint.load(train(cfg, VQVAETask(cfg, items[:4], items[4:], SPEAKERS), progress=False))
+    cfg2 = tiny_v2_config(str(tmp_path / "fast"), stage="fast", init=str(tmp_path / "s1" / "checkpoint.pt"))
+    cfg2.train.steps = cfg2.train.checkpoint_every = cfg2.train.valid_every = 3
+    cfg2.train.quality_every, cfg2.train.quality_clips = 3, 1
+    cfg2.data.voice_seconds = 0.3
+    state2 = checkpoint.load(train(cfg2, VQVAETask(cfg2, items[:4], items[4:], SPEAKERS), progress=False))
+    assert from_checkpoint(state2).model_id == from_checkpoint(state).model_id
+    for key, value in state["model"].items():
+        if not key.startswith("fast_decoder."):
+            torch.testing.assert_close(state2["model"][key], value, rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(state["model"][k], state2["model"][k]) for k in state["model"]
+               if k.startswith("fast_decoder."))
+    assert "q_stoi" in state2["history"][-1] and "codes_used" not in state2["history"][-1]
+
+
 def test_cli_sample_with_a_v2_prior_in_a_reference_voice(v2_path, codec, tmp_path):
     """`vqcodec sample` on a v2 model: an unconditioned prior's tokens voiced like a reference."""
     from vqcodec.models.prior import Prior

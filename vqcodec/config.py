@@ -154,8 +154,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"         # auto | cpu | cuda
     stage: str = "auto"          # auto: everything the model trains jointly (v1: VQ-VAE + WaveNet;
-                                 # v2: tokenizer + voice + fast decoder); wavenet: tokenizer frozen
-    init: str = ""               # checkpoint whose weights start the run (stage wavenet: the v2 codec)
+                                 # v2: tokenizer + voice + fast decoder); wavenet: tokenizer frozen,
+                                 # WaveNet trained; fast: tokenizer frozen, fast decoder trained further
+    init: str = ""               # checkpoint whose weights start the run (stages wavenet, fast: the v2 codec)
     quality_every: int = 0       # decode held-out clips every N steps, log PESQ/STOI/mel (0: never)
     quality_clips: int = 4
     threads: int = 0             # torch threads (0: torch's default)

@@ -161,7 +161,7 @@ class VQVAETask(_CropTask):
 
     def on_valid(self, model, step: int = 0) -> dict:
         usage = model.quantizer.reset_usage()
-        out = {"codes_used": int((usage > 0).sum())} if self.cfg.train.stage != "wavenet" else {}
+        out = {"codes_used": int((usage > 0).sum())} if self.cfg.train.stage == "auto" else {}
         q = self.cfg.train.quality_every
         if q and step % q == 0 and getattr(model, "fast_decoder", None) is not None:
             out.update(self.quality(model))

@@ -10,7 +10,9 @@
 v1 models (the paper's set-up) have no voice encoder and no fast decoder: their WaveNet is
 conditioned on a speaker table, and training trains everything jointly. v2 models train in two
 stages (train.stage): "auto" trains tokenizer + voice encoder + fast decoder with spectral losses;
-"wavenet" freezes those and trains the WaveNet decoder on the frozen tokens and voice vectors.
+"wavenet" freezes those and trains the WaveNet decoder on the frozen tokens and voice vectors;
+"fast" freezes the tokenizer and voice encoder and goes on training the fast decoder alone (more
+decoder training that keeps the tokenizer id, so .vqc files, the WaveNet and the prior stay valid).
 
 `model.invariance` adds training-only pushes towards speaker-independent tokens (nn/perturb.py):
 a frequency warp of the encoder input and a speaker adversary on z_e. The adversary's weights live
@@ -119,22 +121,29 @@ class VQVAE(nn.Module):
 
     # ------------------------------------------------------------------ training
     def set_stage(self, stage: str) -> None:
-        """'auto' or 'wavenet' (see the module docstring): freezes what the stage does not train."""
-        if stage not in ("auto", "wavenet"):
+        """'auto', 'wavenet' or 'fast' (see the module docstring): freezes what the stage does not train."""
+        if stage not in ("auto", "wavenet", "fast"):
             raise ValueError(f"unknown training stage {stage!r}")
         if stage == "wavenet" and (self.decoder is None or self.fast_decoder is None):
             raise ValueError("stage 'wavenet' needs a v2 model with both a fast and a WaveNet decoder")
+        if stage == "fast" and self.fast_decoder is None:
+            raise ValueError("stage 'fast' needs a v2 model with a fast decoder")
         self.stage = stage
-        frozen = self.tokenizer_parts + [self.fast_decoder, self.speaker_adversary] if stage == "wavenet" else []
-        for part in frozen:
-            if part is not None:
-                part.requires_grad_(False)
+        for part in self._frozen_parts():
+            part.requires_grad_(False)
+
+    def _frozen_parts(self) -> list[nn.Module]:
+        """What the current stage does not train: the tokenizer (and voice encoder) in both later
+        stages; in 'wavenet' also the fast decoder, in 'fast' also the WaveNet."""
+        if self.stage == "auto":
+            return []
+        others = [self.fast_decoder] if self.stage == "wavenet" else [self.conditioning, self.decoder]
+        return [m for m in self.tokenizer_parts + others + [self.speaker_adversary] if m is not None]
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.stage == "wavenet":  # the frozen tokenizer keeps its codebook (no EMA updates)
-            for part in self.tokenizer_parts + [self.fast_decoder]:
-                part.eval()
+        for part in self._frozen_parts():  # a frozen tokenizer keeps its codebook (no EMA updates)
+            part.eval()
         return self
 
     def forward(self, wav: torch.Tensor, speakers: torch.Tensor,
@@ -153,6 +162,11 @@ class VQVAE(nn.Module):
             spec = self.spectral_loss(pred, wav)
             return self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
                                          "commitment": vq.commitment, "perplexity": vq.perplexity}, z_e, speakers)
+        if self.stage == "fast":
+            with torch.no_grad():
+                z_q = self.quantizer.lookup(self.encode(wav))
+            spec = self.spectral_loss(self.fast_decoder(z_q, voice.detach()), wav)
+            return {"loss": spec["loss"], "stft": spec["stft"], "mel": spec["mel"]}
         if self.stage == "wavenet":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav))
