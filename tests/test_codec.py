@@ -278,3 +278,23 @@ def test_encode_corpus_follows_the_training_config(models, tmp_path):
     r = CliRunner().invoke(cli, ["encode-corpus", str(tmp_path / "c.toml"), "-o", str(out), "-m", models["main"],
                                  "--skip-existing"])
     assert r.exit_code == 0 and "skipping 2 file" in r.output
+
+
+def test_encode_corpus_max_per_speaker_spreads_the_picks(models, tmp_path):
+    """--max-per-speaker N keeps at most N utterances per speaker, evenly spread (first and last kept)."""
+    import tomli_w
+
+    root = tmp_path / "corpus"
+    for spk, n in (("us1", 5), ("us2", 2)):
+        (root / spk).mkdir(parents=True)
+        for i in range(n):
+            sf.write(str(root / spk / f"u{i}.wav"), _varied(0.2, i), 16000)
+    cfg = tiny_config().to_dict()
+    cfg["data"].update(corpus="folders", root=str(root), valid_fraction=0.0, test_fraction=0.0)
+    (tmp_path / "c.toml").write_text(tomli_w.dumps(cfg))
+    out = tmp_path / "tokens"
+    r = CliRunner().invoke(cli, ["encode-corpus", str(tmp_path / "c.toml"), "-o", str(out), "-m", models["main"],
+                                 "--max-per-speaker", "3"])
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.vqc")) == [
+        "us1/u0.vqc", "us1/u2.vqc", "us1/u4.vqc", "us2/u0.vqc", "us2/u1.vqc"]

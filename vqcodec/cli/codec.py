@@ -199,9 +199,12 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
 @click.option("--output", "-o", required=True, help="Folder for the token tree: OUT/SPEAKER/UTT.vqc.")
 @MODEL_OPTION
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist alone (resume).")
+@click.option("--max-per-speaker", type=click.IntRange(min=1), default=None,
+              help="At most N utterances of each speaker, evenly spread over its sorted list "
+                   "(a smaller, speaker-balanced token corpus for the prior).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set data.root=/data/VCTK (repeatable).")
-def encode_corpus(config_path, output, model_name, skip_existing, overrides):
+def encode_corpus(config_path, output, model_name, skip_existing, max_per_speaker, overrides):
     """Encode the corpus a VQ-VAE config trained on, for its prior.
 
     Reads CONFIG's [data] corpus the way training did (VCTK's chosen microphone only, held-out
@@ -213,6 +216,7 @@ def encode_corpus(config_path, output, model_name, skip_existing, overrides):
     Examples:
       vqcodec encode-corpus recipes/synth/config.toml -m runs/synth/vqvae/checkpoint.pt -o data/synth/tokens
       vqcodec encode-corpus recipes/vctk/config.toml -m runs/vctk/vqvae/checkpoint.pt -o data/vctk/tokens --skip-existing
+      vqcodec encode-corpus recipes/real/config.toml -m default -o data/real_tokens --max-per-speaker 80
     """
     from ..config import load_config
     from ..data.prepare import utterances_to_encode
@@ -222,6 +226,8 @@ def encode_corpus(config_path, output, model_name, skip_existing, overrides):
     utts = [u for u in utterances_to_encode(cfg) if u.speaker in codec.speakers]
     if not utts:
         raise VqcodecError(f"{cfg.data.root}: no utterances of the model's speakers to encode")
+    if max_per_speaker:
+        utts = _spread_per_speaker(utts, max_per_speaker)
     jobs = [(u.path, Path(output) / u.speaker / f"{u.utt_id}{codes.SUFFIX}") for u in utts]
     speaker_of = {u.path: u.speaker for u in utts}
     if skip_existing:
@@ -233,6 +239,21 @@ def encode_corpus(config_path, output, model_name, skip_existing, overrides):
     click.echo(f"encoding {len(jobs)} utterance(s) of {len({u.speaker for u in utts})} speaker(s) -> {output}",
                err=True)
     _run_batch(jobs, work, "encoding", [])
+
+
+def _spread_per_speaker(utts: list, limit: int) -> list:
+    """At most `limit` utterances per speaker, evenly spaced over each speaker's list sorted by
+    path (deterministic; a speaker with fewer keeps all)."""
+    import numpy as np
+
+    by: dict[str, list] = {}
+    for u in sorted(utts, key=lambda u: str(u.path)):
+        by.setdefault(u.speaker, []).append(u)
+    out = []
+    for group in by.values():
+        picks = np.unique(np.linspace(0, len(group) - 1, min(limit, len(group))).round().astype(int))
+        out += [group[i] for i in picks]
+    return out
 
 
 def _precheck(jobs, failures: list, check) -> list:
