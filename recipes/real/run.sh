@@ -18,7 +18,8 @@ vqcodec train vqvae recipes/real/config.toml --resume --set train.stage=wavenet 
   --set train.init=$R/codec/checkpoint.pt --set train.out_dir=$R/wavenet --set train.steps=${WAVENET_STEPS:-1200} \
   --set data.window_seconds=0.25 --set train.batch_size=8 --set train.quality_every=0 --set train.lr=2e-3
 # stage 3: the prior on the frozen tokens
-vqcodec encode-corpus recipes/real/config.toml -o data/real_tokens --model $R/codec/checkpoint.pt --skip-existing
+vqcodec encode-corpus recipes/real/config.toml -o data/real_tokens --model $R/codec/checkpoint.pt --skip-existing \
+  --max-per-speaker 80   # speaker-balanced: 5,150 utterances, 2.6 h
 vqcodec train prior recipes/real/prior.toml --resume
 vqcodec train export $R/wavenet/checkpoint.pt $R/vqcodec-real-v2.pt
 vqcodec train export $R/prior/checkpoint.pt $R/vqcodec-real-v2-prior.pt
