@@ -102,3 +102,29 @@ def test_nan_samples(tmp_path):
 
 def test_audio_error_is_vqcodec_error():
     assert issubclass(AudioError, VqcodecError)
+
+
+def test_resample_is_librosas_soxr_hq():
+    """audio.resample calls soxr directly; it must equal librosa.resample(res_type="soxr_hq")."""
+    import librosa
+
+    from vqcodec.audio import resample
+
+    x = np.random.default_rng(0).standard_normal(22050).astype(np.float32)
+    for sr_in, sr_out in ((44100, 16000), (8000, 16000), (22050, 16000)):
+        ours = resample(x, sr_in, sr_out)
+        theirs = librosa.resample(x, orig_sr=sr_in, target_sr=sr_out, res_type="soxr_hq")
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_mel_filterbank_equals_librosas():
+    import librosa
+
+    from vqcodec.nn.spectral import mel_filterbank
+
+    for sr, n_fft, n_mels in ((16000, 1024, 80), (16000, 256, 40), (22050, 2048, 128), (16000, 400, 20)):
+        ours = mel_filterbank(sr, n_fft, n_mels)
+        theirs = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-8)

@@ -66,6 +66,32 @@ print(",".join(m for m in {HEAVY!r} if m in sys.modules))
     assert _python(code) == ""
 
 
+def test_codec_commands_import_no_librosa_or_scipy(tmp_path):
+    """encode (with resampling), decode and convert --like on the shipped v2 model (voice encoder and
+    fast decoder: mel filterbanks) never import librosa, scipy or numba: their import cost
+    1.5-2.5 s per command, more than decoding a 10 s file."""
+    from vqcodec.pretrained import PRETRAINED_DIR
+
+    ex, ref = PRETRAINED_DIR / "examples" / "example.wav", PRETRAINED_DIR / "examples" / "reference_espeak_f4.wav"
+    src = tmp_path / "ex22.wav"
+    code = f"""
+import sys
+import numpy as np, soundfile as sf
+from click.testing import CliRunner
+from vqcodec.cli import cli
+wav, sr = sf.read({str(ex)!r}, dtype="float32")
+sf.write({str(src)!r}, np.repeat(wav[:16000], 2)[:44100], 44100)  # another rate: encode resamples
+for args in (["encode", {str(src)!r}, "-o", {str(tmp_path / "x.vqc")!r}],
+             ["decode", {str(tmp_path / "x.vqc")!r}, "-o", {str(tmp_path / "x.wav")!r}],
+             ["convert", {str(src)!r}, "--like", {str(ref)!r}, "-o", {str(tmp_path / "y.wav")!r}]):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, (args, r.output)
+print(",".join(m for m in ("librosa", "scipy", "numba", "matplotlib") if m in sys.modules))
+"""
+    assert _python(code) == ""
+    assert (tmp_path / "x.wav").exists() and (tmp_path / "y.wav").exists()
+
+
 def test_bad_input_is_refused_before_a_model_loads(tmp_path):
     """A text file named .wav (encode), a text file named .vqc (decode), a missing input
     (convert), a folder without audio (analyze): one error line, exit 1, and torch was never

@@ -1,7 +1,7 @@
 """Audio in and out: any soundfile format to 16 kHz mono float32, wav out, mu-law companding.
 
 Resampling uses soxr (the resampler librosa uses); mu-law is done in torch so the decoder's
-targets and its sampled outputs share one implementation. torch and librosa are imported inside
+targets and its sampled outputs share one implementation. torch and soxr are imported inside
 the functions that use them: the CLI imports this module, and `vqcodec --help` / `info` must not
 pay for torch's ~1 s import.
 """
@@ -123,12 +123,14 @@ def as_mono_float(wav, sample_rate, what: str = "audio") -> np.ndarray:
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """soxr high-quality resampling (via librosa)."""
+    """soxr high-quality resampling: what librosa.resample(res_type="soxr_hq") does, called directly
+    (importing librosa costs seconds per command)."""
     if orig_sr == target_sr:
         return wav
-    import librosa
+    import soxr
 
-    return librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
+    return np.asarray(soxr.resample(np.asarray(wav, dtype=np.float32), orig_sr, target_sr, quality="HQ"),
+                      dtype=np.float32)
 
 
 def save(path: str | os.PathLike, wav: "np.ndarray | torch.Tensor", sample_rate: int = SAMPLE_RATE,

@@ -1,14 +1,47 @@
 """Spectral pieces shared by the voice encoder, the fast decoder and its losses.
 
-torch.stft / torch.istft do the transforms (no second implementation); the mel filterbank comes
-from librosa (Slaney-style, the same one `vqcodec eval`'s mel distance uses) and is stored as a
-non-persistent buffer, so it is rebuilt from the config and never saved in a checkpoint.
+torch.stft / torch.istft do the transforms (no second implementation); the mel filterbank is
+librosa's (Slaney-style, the one `vqcodec eval`'s mel distance uses), computed by `mel_filterbank`
+and stored as a non-persistent buffer, so it is rebuilt from the config and never saved in a
+checkpoint.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def _hz_to_mel(hz):
+    """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    lin = hz / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, lin)
+
+
+def _mel_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) float32: the same matrix as librosa.filters.mel with its defaults
+    (Slaney scale, Slaney area normalisation; tested against it). Written out here because
+    importing librosa (scipy.signal, numba) cost 1.5-2.5 s in every encode/decode/convert command,
+    more than decoding a 10 s file; eval and analysis still use librosa itself."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 def _window(n_fft: int, device, dtype=torch.float32) -> torch.Tensor:
@@ -27,11 +60,9 @@ class LogMel(nn.Module):
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 256, n_mels: int = 80):
         super().__init__()
-        import librosa
-
         self.n_fft, self.hop = n_fft, hop
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
-        self.register_buffer("fb", torch.from_numpy(fb).float(), persistent=False)
+        fb = mel_filterbank(sample_rate, n_fft, n_mels)
+        self.register_buffer("fb", torch.from_numpy(fb), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         mag = stft_magnitude(wav, self.n_fft, self.hop)
