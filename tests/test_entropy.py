@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import soundfile as sf
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -305,17 +306,23 @@ def cli_models(tmp_path_factory):
     return {"model": model, "prior": str(prior), "other": str(other)}
 
 
-def test_cli_encode_entropy_decode_info(cli_models, tmp_path):
+def _encode_entropy(cli_models, tmp_path, seconds: float, seed: int):
+    """x.wav (generated) -> e.vqc through `vqcodec encode --entropy`; returns (wav path, CLI output)."""
     from test_codec import _varied
-    import soundfile as sf
 
     wav = tmp_path / "x.wav"
-    sf.write(str(wav), _varied(0.6, 3), 16000, subtype="PCM_16")
+    sf.write(str(wav), _varied(seconds, seed), 16000, subtype="PCM_16")
+    r = CliRunner().invoke(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy",
+                                 "--prior", cli_models["prior"], "-m", cli_models["model"]])
+    assert r.exit_code == 0, r.output
+    return wav, r.output
+
+
+def test_cli_encode_entropy_decode_info(cli_models, tmp_path):
+    wav, output = _encode_entropy(cli_models, tmp_path, 0.6, 3)
     m, p = cli_models["model"], cli_models["prior"]
     run = CliRunner().invoke
-    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
-    assert r.exit_code == 0, r.output
-    assert "entropy-coded" in r.output
+    assert "entropy-coded" in output
     r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "p.vqc"), "-m", m])
     assert r.exit_code == 0, r.output
     plain = codes.read(tmp_path / "p.vqc")
@@ -335,15 +342,9 @@ def test_cli_encode_entropy_decode_info(cli_models, tmp_path):
 
 
 def test_cli_entropy_refusals_leave_no_output(cli_models, tmp_path):
-    from test_codec import _varied
-    import soundfile as sf
-
-    wav = tmp_path / "x.wav"
-    sf.write(str(wav), _varied(0.3, 4), 16000, subtype="PCM_16")
+    wav, _ = _encode_entropy(cli_models, tmp_path, 0.3, 4)
     m, p, other = cli_models["model"], cli_models["prior"], cli_models["other"]
     run = CliRunner().invoke
-    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
-    assert r.exit_code == 0, r.output
     # decoding with a prior that is not the file's: one clear line, no wav
     r = run(cli, ["decode", str(tmp_path / "e.vqc"), "-o", str(tmp_path / "e.wav"), "--prior", other, "-m", m])
     errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
@@ -362,15 +363,9 @@ def test_cli_entropy_refusals_leave_no_output(cli_models, tmp_path):
 def test_cli_corrupt_entropy_payload_one_line_and_no_output(cli_models, tmp_path):
     """Issue 15 item 5: an entropy payload damaged under a valid file CRC (so the range decoder
     itself reads garbage) is refused by decode and info with one error line; no wav is written."""
-    from test_codec import _varied
-    import soundfile as sf
-
-    wav = tmp_path / "x.wav"
-    sf.write(str(wav), _varied(0.5, 5), 16000, subtype="PCM_16")
+    _encode_entropy(cli_models, tmp_path, 0.5, 5)
     m, p = cli_models["model"], cli_models["prior"]
     run = CliRunner().invoke
-    r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "e.vqc"), "--entropy", "--prior", p, "-m", m])
-    assert r.exit_code == 0, r.output
     data = (tmp_path / "e.vqc").read_bytes()
     tf = codes.from_bytes(data, coder_for=entropy.coder_for_priors(p))
     plen = struct.unpack_from("<Q", data, 59)[0]
