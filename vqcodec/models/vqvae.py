@@ -161,7 +161,8 @@ class VQVAE(nn.Module):
             pred = self.fast_decoder(vq.quantized, voice)
             spec = self.spectral_loss(pred, wav)
             return self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
-                                         "commitment": vq.commitment, "perplexity": vq.perplexity}, z_e, speakers)
+                                         "commitment": vq.commitment, "perplexity": vq.perplexity,
+                                         "codes": vq.codes}, z_e, speakers)
         if self.stage == "fast":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav))
@@ -182,7 +183,7 @@ class VQVAE(nn.Module):
         if vq_loss is None:
             return {"loss": ce, "ce": ce}
         return self._with_adversary({"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
-                                     "perplexity": vq_loss.perplexity}, z_e, speakers)
+                                     "perplexity": vq_loss.perplexity, "codes": vq_loss.codes}, z_e, speakers)
 
     def _encoder_input(self, wav: torch.Tensor) -> torch.Tensor:
         """The crop the encoder sees: frequency-warped while training with invariance.warp > 0
