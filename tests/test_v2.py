@@ -179,6 +179,8 @@ def test_cli_encode_decode_convert_like(v2_path, tmp_path):
     assert tf.voice.size == 4 and tf.gain != 1.0
     r = run(cli, ["decode", str(tmp_path / "talk.vqc"), "-m", v2_path])
     assert r.exit_code == 0, r.output
+    # stderr is not a terminal here: plain progress lines in seconds of audio, no tqdm redraws
+    assert "\r" not in r.stderr and "decoding: 100% (1/1 s audio" in r.stderr, r.stderr
     fast, _ = sf.read(tmp_path / "talk.decoded.wav")
     r = run(cli, ["decode", str(tmp_path / "talk.vqc"), "-m", v2_path, "--decoder", "wavenet",
                   "--suffix", ".wn.wav"])

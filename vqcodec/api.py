@@ -314,14 +314,15 @@ class Codec:
         """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
         side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
         memory stays bounded with no audible seams."""
-        from tqdm import tqdm
+        from .progress import bar as progress_bar
 
         n, hop = len(tokens), self.hop
         ctx = self.model.fast_decoder.context
         out = np.zeros(n * hop, dtype=np.float32)
         v = voice.to(self.device).view(1, -1)
-        with tqdm(total=n * hop / self.sample_rate, disable=not progress, desc="decoding", unit="s audio",
-                  leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
+        with progress_bar(total=n * hop / self.sample_rate, disable=not progress, desc="decoding", unit="s audio",
+                          leave=False,
+                          bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
@@ -383,9 +384,8 @@ class TokenPrior:
     def sample(self, num_tokens: int, speaker: str | None = None, temperature: float = 1.0, seed: int = 0,
                prompt: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
         """num_tokens tokens (including the prompt, whose tokens are kept as given)."""
-        from tqdm import tqdm
-
         from .generate import sample_stream
+        from .progress import bar as progress_bar
 
         if self.model.cfg.speaker_conditioned:
             if speaker is not None and speaker not in self.speakers:
@@ -397,7 +397,8 @@ class TokenPrior:
         prompt_t = None
         if prompt is not None and len(prompt):
             prompt_t = torch.as_tensor(np.asarray(prompt[:num_tokens], dtype=np.int64), device=device).view(1, -1)
-        with tqdm(total=num_tokens, disable=not progress, desc="sampling tokens", unit="token", leave=False) as bar:
+        with progress_bar(total=num_tokens, disable=not progress, desc="sampling tokens", unit="token",
+                          leave=False) as bar:
             out = sample_stream(self.model.net, num_tokens, None, ids if ids is None else ids.to(device),
                                 temperature=temperature, seed=seed, prompt=prompt_t, bar=bar)
         return out[0].cpu().numpy()

@@ -12,8 +12,9 @@ import time
 
 
 def bar(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable: bool = False,
-        leave: bool = True, unit_scale: bool = False, stream=None):
-    """A tqdm bar (stderr is a terminal) or a PlainBar (it is not); `disable` gives a silent one."""
+        leave: bool = True, unit_scale: bool = False, stream=None, bar_format: str | None = None):
+    """A tqdm bar (stderr is a terminal; `bar_format` is tqdm's) or a PlainBar (it is not);
+    `disable` gives a silent one."""
     stream = stream if stream is not None else sys.stderr
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
@@ -22,7 +23,7 @@ def bar(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable:
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave,
-                unit_scale=unit_scale, file=stream)
+                unit_scale=unit_scale, file=stream, bar_format=bar_format)
 
 
 def _isatty(stream) -> bool:
