@@ -64,7 +64,9 @@ def frequency_warp(wav: torch.Tensor, alpha: torch.Tensor, n_fft: int = WARP_N_F
     Warping the spectrum along frequency instead (bin k <- bin k / alpha) would also widen or
     narrow each partial's window lobe, which the iSTFT turns into sidebands at the frame rate.
     Phases are taken relative to the frame centre (the (-1)^k factor), where the bins of one
-    partial share a phase, so they stay in phase. alpha = 1 gives back the input (float rounding)."""
+    partial share a phase, so they stay in phase. alpha = 1 gives back the input (float rounding).
+    librosa.effects.pitch_shift does the same on numpy arrays; this runs in torch on the training
+    device, on the whole batch, without a round trip through numpy."""
     B, T = wav.shape
     window = torch.hann_window(n_fft, device=wav.device, dtype=wav.dtype)
     bins = n_fft // 2 + 1
