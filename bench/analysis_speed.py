@@ -9,7 +9,8 @@ Two parts, both in one run:
    run on `--old-frames` frames only (its k-means++ seeding is a Python loop; on the full 100,000
    frames it ran for many minutes), the new one on the same frames and on 100,000.
 2. The whole command, process start to exit, on DATA (`python -m vqcodec analyze phonemes DATA -q`),
-   and with `--compare` also with `--no-baseline` (the difference is what the baseline costs).
+   and with `--compare` also with `--no-baseline` and with `--no-ze-kmeans` (the differences are
+   what the MFCC baseline and the k-means on the encoder outputs cost).
 
 Wall seconds and CPU seconds (user + system) are both printed: on a machine shared with other work
 the wall time says more about the neighbours than about vqcodec, while the CPU time is close to
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,20 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import cpu_children, load_avg
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_avg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def kmeans_part(files: list[Path], k: int, old_frames: int, seed: int = 0) -> None:
@@ -97,7 +86,9 @@ def whole_part(data: Path, model: str | None, compare: bool) -> None:
     print("\n## whole command (process start to exit)\n")
     print("| command | wall s | CPU s |\n|---|---:|---:|")
     times = {}
-    runs = [("with the MFCC k-means baseline", [])] + ([("--no-baseline", ["--no-baseline"])] if compare else [])
+    runs = [("with the MFCC k-means baseline", [])]
+    if compare:  # what the baseline costs, and what the z_e k-means (issue 14) adds on top
+        runs += [("--no-baseline", ["--no-baseline"]), ("--no-ze-kmeans", ["--no-ze-kmeans"])]
     with tempfile.TemporaryDirectory(prefix="vqcodec-analysis-bench-") as d:
         for label, extra in runs:
             t, c = time.perf_counter(), cpu_children()
@@ -110,7 +101,9 @@ def whole_part(data: Path, model: str | None, compare: bool) -> None:
                   f"{times[label][0]:.1f} | {times[label][1]:.1f} |", flush=True)
     if compare:
         base = [a - b for a, b in zip(times["with the MFCC k-means baseline"], times["--no-baseline"])]
-        print(f"\nthe baseline adds {base[0]:.1f} s wall, {base[1]:.1f} s CPU")
+        ze = [a - b for a, b in zip(times["with the MFCC k-means baseline"], times["--no-ze-kmeans"])]
+        print(f"\nthe baseline adds {base[0]:.1f} s wall, {base[1]:.1f} s CPU; "
+              f"the z_e k-means adds {ze[0]:.1f} s wall, {ze[1]:.1f} s CPU")
 
 
 def main() -> None:

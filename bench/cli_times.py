@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import re
 import subprocess
 import sys
@@ -30,15 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import cpu_children, load_avg
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = [sys.executable]
 CLI = PY + ["-m", "vqcodec"]
-
-
-def _cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def timed(cmd: list[str], repeats: int, expect_rc: int = 0) -> tuple[float, str, float]:
@@ -47,20 +42,13 @@ def timed(cmd: list[str], repeats: int, expect_rc: int = 0) -> tuple[float, str,
     the CPU time is near what the work takes on an idle one."""
     best, out, cpu = float("inf"), "", float("inf")
     for _ in range(repeats):
-        t, c = time.perf_counter(), _cpu_children()
+        t, c = time.perf_counter(), cpu_children()
         r = subprocess.run(cmd, capture_output=True, text=True)
-        dt, dc = time.perf_counter() - t, _cpu_children() - c
+        dt, dc = time.perf_counter() - t, cpu_children() - c
         if r.returncode != expect_rc:
             raise SystemExit(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}{r.stderr}")
         best, out, cpu = min(best, dt), r.stdout + r.stderr, min(cpu, dc)
     return best, out, cpu
-
-
-def load_avg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def make_audio(tmp: Path, seconds: float) -> Path:

@@ -6,7 +6,7 @@
     python bench/entropy_speed.py --skip-size --lengths 3.5,10 --chunks 64,128,256   # speed only
 
 Speed: tokens of real speech (the shipped example and the corpora, concatenated and cut to 3.5 s,
-10 s, 60 s and 300 s files) coded with pretrained/vqcodec-synth-v1-prior.pt by
+10 s, 60 s and 300 s files) coded with the shipped prior (`default-prior`) by
 `codes.to_bytes(tf, coder=...)` and read back by `codes.from_bytes(..., coder_for=...)`: tokens/s
 and x real time (250 tokens/s of audio), against plain bit-packing of the same tokens measured in
 the same process (the baseline row). Each row is the best of --repeats runs. Chunk lengths 64 /
