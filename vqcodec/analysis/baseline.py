@@ -68,9 +68,9 @@ def _mfcc(y: np.ndarray, sr: int, n_mfcc: int, n_fft: int, hop: int, n_mels: int
 
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    import librosa
+    from ..nn.spectral import mel_filterbank  # librosa.filters.mel's matrix (tested equal)
 
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    return mel_filterbank(sr, n_fft, n_mels)
 
 
 @dataclass

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..analysis.alignments import Interval, write_textgrid
 from ..analysis.phones import mbrola_map, normalize
+from ..audio import resample
 from ..errors import MissingToolError, VqcodecError
 
 SAMPLE_RATE = 16000
@@ -262,14 +263,12 @@ def render(speaker: Speaker, rows: list[tuple[str, float, str]], text: str = "")
     import soundfile as sf
 
     if speaker.engine == "espeak":
-        import soxr
-
         from . import espeak
 
         audio, sr, _ = espeak.synthesize(speaker.voice, text, speaker.speed, speaker.pitch)
         lead = np.zeros(int(round(LEAD_SILENCE_MS * sr / 1000)), np.float32)
         wav = np.concatenate([lead, audio.astype(np.float32) / 32768.0])
-        return np.ascontiguousarray(soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ"), dtype=np.float32)
+        return np.ascontiguousarray(resample(wav, sr, SAMPLE_RATE))
 
     text = "".join(f"{p}\t{d:g}\t{rest}\n" for p, d, rest in rows)
     with tempfile.TemporaryDirectory(prefix="vqsynth") as tmp:
@@ -292,11 +291,7 @@ def render(speaker: Speaker, rows: list[tuple[str, float, str]], text: str = "")
         wav, sr = sf.read(str(wavf), dtype="float32")
     if wav.ndim > 1:
         wav = wav.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        import soxr  # directly: importing librosa costs seconds in every worker process
-
-        wav = soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    return np.ascontiguousarray(resample(wav, sr, SAMPLE_RATE), dtype=np.float32)
 
 
 def phone_intervals(speaker: Speaker, rows: list[tuple[str, float, str]], num_samples: int,
