@@ -126,8 +126,8 @@ def test_wrong_magic():
 
 def test_wrong_version():
     data = bytearray(codes.to_bytes(make(512, 10)))
-    data[4] = 3
-    with pytest.raises(FormatError, match="unsupported format version 3.*upgrade"):
+    data[4] = 4
+    with pytest.raises(FormatError, match="unsupported format version 4.*upgrade"):
         codes.from_bytes(bytes(data))
     data[4] = 0
     with pytest.raises(FormatError, match="unsupported format version 0"):

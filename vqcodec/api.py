@@ -35,7 +35,7 @@ class Codec:
     speaker table."""
 
     def __init__(self, model: VQVAE, config: Config, speakers: list[str], source: str = "",
-                 voices: dict[str, list[int]] | None = None):
+                 voices: dict[str, list[int]] | None = None, f0_medians: dict[str, float] | None = None):
         self.model = model.eval()
         self.config = config
         self.source = source
@@ -43,6 +43,8 @@ class Codec:
         self.voices = {name: np.asarray(v, dtype=np.uint8) for name, v in (voices or {}).items()}
         # named voices: the v2 table of voice vectors, or the v1 speaker table
         self.speakers = list(self.voices) if self.has_voice else list(speakers)
+        # models with a pitch stream: the median F0 (Hz) of each named voice
+        self.f0_medians = {name: float(v) for name, v in (f0_medians or {}).items()}
 
     # ------------------------------------------------------------------ facts
     @property
@@ -73,6 +75,12 @@ class Codec:
     def has_voice(self) -> bool:
         """True for v2 models: the voice travels in the file as a vector."""
         return self.model.voice_encoder is not None
+
+    @property
+    def has_pitch(self) -> bool:
+        """True for models with a pitch stream (`model.pitch`): files carry a coarse F0 contour and
+        the median F0; conversion keeps the contour and takes the target voice's median."""
+        return self.model.has_pitch
 
     @property
     def decoders(self) -> list[str]:
@@ -119,9 +127,10 @@ class Codec:
         """Everything a .vqc file holds for a waveform: tokens, gain and voice vector (v2)."""
         wav = self.prepare(wav, sample_rate)
         gain = self.gain_of(wav)
-        tokens = self._encode_chunks(lambda lo, hi: wav[lo:hi] * np.float32(gain), len(wav), chunk_seconds)
+        read = lambda lo, hi: wav[lo:hi] * np.float32(gain)  # noqa: E731
+        tokens = self._encode_chunks(read, len(wav), chunk_seconds)
         voice = self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(gain))
-        return self._token_file(tokens, len(wav), 1.0 / gain, voice, speaker)
+        return self._token_file(tokens, len(wav), 1.0 / gain, voice, speaker, self._pitch_stream(read, len(wav)))
 
     def voice_of(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """The 8-bit voice vector (uint8, V bytes) of a recording: what `convert --like` uses."""
@@ -142,11 +151,56 @@ class Codec:
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device).view(1, -1)
         return voice_codec.to_bytes(self.model.voice(x)[0])
 
-    def _token_file(self, tokens, num_samples, gain, voice, speaker="") -> codes.TokenFile:
-        """gain: what the decoder multiplies its audio by (1 / the encoder's normalisation)."""
+    def _token_file(self, tokens, num_samples, gain, voice, speaker="", pitch=None) -> codes.TokenFile:
+        """gain: what the decoder multiplies its audio by (1 / the encoder's normalisation);
+        pitch: (levels, median F0) for models with a pitch stream."""
+        extra = {}
+        if pitch is not None:
+            p = self.config.model.pitch
+            extra = dict(pitch=pitch[0], pitch_levels=p.levels, pitch_every=p.every, f0_median=pitch[1])
         return codes.TokenFile(tokens=tokens, sample_rate=self.sample_rate, num_samples=num_samples,
                                hop=self.hop, codebook_size=self.codebook_size, model_id=self.model_id,
-                               speaker=speaker, gain=float(np.float32(gain)), voice=voice)
+                               speaker=speaker, gain=float(np.float32(gain)), voice=voice, **extra)
+
+    @torch.inference_mode()
+    def _f0(self, read, num_samples: int, block_seconds: float = 60.0) -> np.ndarray:
+        """F0 (Hz, 0 unvoiced) of every pitch frame of samples [0, num_samples), read block by block
+        with a margin of real audio each side (zeros past the ends): equal to a whole-file pass,
+        since each frame depends on its own samples only."""
+        ph = self.model.pitch_hop
+        frames = -(-num_samples // ph)
+        block = max(1, int(block_seconds * self.sample_rate) // ph) * ph
+        margin = -(-(2 * self.sample_rate // 50 + 1024) // ph) * ph  # > a YIN frame's half length
+        out = []
+        for a in range(0, frames * ph, block):
+            b = min(a + block, frames * ph)
+            lo, hi = a - margin, b + margin
+            x = np.zeros(hi - lo, dtype=np.float32)
+            got = read(max(lo, 0), min(hi, num_samples))
+            x[max(lo, 0) - lo:max(lo, 0) - lo + len(got)] = got
+            f0 = self.model.f0(torch.from_numpy(x).to(self.device).view(1, -1))[0]
+            out.append(f0[margin // ph:margin // ph + (b - a) // ph].cpu().numpy())
+        return np.concatenate(out)
+
+    def _pitch_stream(self, read, num_samples: int) -> tuple[np.ndarray, float] | None:
+        """(levels, median F0) of level-normalised audio for models with a pitch stream, else None."""
+        if not self.has_pitch:
+            return None
+        from .nn.pitch import PitchQuantizer
+
+        f0 = torch.from_numpy(self._f0(read, num_samples))[None]
+        median = PitchQuantizer.median(f0)
+        levels = self.model.pitch_quantizer.quantize(f0, median)[0].numpy()
+        return levels.astype(np.int64), float(np.float32(median[0]))
+
+    def median_f0_of(self, wav: np.ndarray, sample_rate: int) -> float:
+        """The median F0 in Hz of a recording's voiced frames (0.0 if none): with the voice vector, what
+        `convert --like` takes from the reference on models with a pitch stream."""
+        if not self.has_pitch:
+            raise VqcodecError("this model has no pitch stream")
+        wav = self.prepare(wav, sample_rate)
+        x = wav * np.float32(self.gain_of(wav))
+        return self._pitch_stream(lambda lo, hi: x[lo:hi], len(x))[1]
 
     def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens of an audio file, read from disk one chunk at a time when it is already at the
@@ -190,9 +244,11 @@ class Codec:
                          for a in range(0, info.frames, block_len))
                 rms = np.sqrt(sq / info.frames)
                 gain = level_gain(np.array([rms], dtype=np.float64), self.config.model.level_rms)
-            tokens = self._encode_chunks(lambda lo, hi: read(lo, hi) * np.float32(gain), info.frames, chunk_seconds)
+            scaled = lambda lo, hi: read(lo, hi) * np.float32(gain)  # noqa: E731
+            tokens = self._encode_chunks(scaled, info.frames, chunk_seconds)
             voice = self._voice_bytes(read(0, VOICE_MAX_SECONDS * self.sample_rate) * np.float32(gain))
-        return self._token_file(tokens, info.frames, 1.0 / gain, voice, speaker)
+            pitch = self._pitch_stream(scaled, info.frames)
+        return self._token_file(tokens, info.frames, 1.0 / gain, voice, speaker, pitch)
 
     def _encode_file(self, path, chunk_seconds: float = 5.0) -> tuple[np.ndarray, int]:
         tf = self.encode_file_utterance(path, chunk_seconds)
@@ -263,28 +319,38 @@ class Codec:
     def decode(self, tokens: np.ndarray, speaker: str | None = None, temperature: float = 1.0,
                seed: int = 0, num_samples: int | None = None, progress: bool = False,
                max_batch: int = 128, voice: np.ndarray | None = None, gain: float = 1.0,
-               decoder: str | None = None) -> np.ndarray:
+               decoder: str | None = None, pitch: np.ndarray | None = None,
+               f0_median: float | None = None) -> np.ndarray:
         """Waveform at self.sample_rate for tokens. The voice: `speaker` (a named voice), else
         `voice` (a v2 voice vector, e.g. from a file or `voice_of`), else the first named voice.
         The output is multiplied by `gain` (a file's gain undoes the encoder's level normalisation).
         decoder: "fast" (v2 default, deterministic) or "wavenet" (sampled: temperature, seed).
-        num_samples trims to the original length."""
+        num_samples trims to the original length.
+        Models with a pitch stream also need `pitch` (the file's levels) and a median F0: `speaker`'s
+        (a named voice), else `f0_median` (the file's, or a reference's from `median_f0_of`)."""
         return self.decode_many([tokens], [speaker], temperature, seed, [num_samples], progress,
-                                max_batch, voices=[voice], gains=[gain], decoder=decoder)[0]
+                                max_batch, voices=[voice], gains=[gain], decoder=decoder,
+                                pitches=[pitch], f0_medians=[f0_median])[0]
 
     def decode_file(self, tf: codes.TokenFile, speaker: str | None = None, voice: np.ndarray | None = None,
-                    **kw) -> np.ndarray:
-        """Decode a TokenFile in its own voice (or `speaker`'s / `voice`'s) at its original level."""
+                    f0_median: float | None = None, **kw) -> np.ndarray:
+        """Decode a TokenFile in its own voice (or `speaker`'s / `voice`'s and `f0_median`'s) at its
+        original level."""
+        pitch = dict(pitch=tf.pitch, f0_median=tf.f0_median if f0_median is None else f0_median) \
+            if tf.pitch_levels else {}
         return self.decode(tf.tokens, speaker, voice=voice if voice is not None else tf.voice, gain=tf.gain,
-                           num_samples=tf.num_samples, **kw)
+                           num_samples=tf.num_samples, **pitch, **kw)
 
     def decode_many(self, token_seqs, speakers, temperature: float = 1.0, seed: int = 0,
                     num_samples=None, progress: bool = False, max_batch: int = 128,
-                    voices=None, gains=None, decoder: str | None = None) -> list[np.ndarray]:
+                    voices=None, gains=None, decoder: str | None = None, pitches=None,
+                    f0_medians=None) -> list[np.ndarray]:
         """Several files decoded together (the WaveNet decodes their segments side by side)."""
         name = self._decoder_name(decoder)
         voices = voices or [None] * len(token_seqs)
         conds = [self._global(s, v) for s, v in zip(speakers, voices)]
+        pitches = pitches or [None] * len(token_seqs)
+        f0_medians = f0_medians or [None] * len(token_seqs)
         seqs = []
         for t in token_seqs:
             t = torch.as_tensor(np.asarray(t, dtype=np.int64))
@@ -296,7 +362,8 @@ class Codec:
                 raise VqcodecError(f"token values must lie in [0, {self.codebook_size})")
             seqs.append(t)
         if name == "fast":
-            wavs = [self._decode_fast(t, c, progress) for t, c in zip(seqs, conds)]
+            feats = [self._pitch_features(t, p, s, m) for t, p, s, m in zip(seqs, pitches, speakers, f0_medians)]
+            wavs = [self._decode_fast(t, c, progress, pitch=f) for t, c, f in zip(seqs, conds, feats)]
         else:
             wavs = decode_segments(self.model, seqs, conds, temperature=temperature, seed=seed,
                                    max_batch=max_batch, progress=progress)
@@ -308,9 +375,32 @@ class Codec:
             out.append((w * np.float32(g)).astype(np.float32) if g != 1.0 else w)
         return out
 
+    def _pitch_features(self, tokens: torch.Tensor, pitch, speaker: str | None, f0_median: float | None):
+        """The fast decoder's pitch input (1, F, num_tokens) for a model with a pitch stream, else None."""
+        if not self.has_pitch:
+            if pitch is not None and len(pitch):
+                raise VqcodecError("this model has no pitch stream, but a pitch stream was given")
+            return None
+        if pitch is None:
+            raise VqcodecError("this model decodes tokens with their pitch stream (a .vqc file of this model "
+                               "holds it); none was given")
+        levels = np.asarray(pitch)
+        every, n = self.config.model.pitch.every, len(tokens)
+        if levels.shape != (-(-n // every),):
+            raise VqcodecError(f"pitch stream has shape {levels.shape}; {n} tokens need ({-(-n // every)},)")
+        if levels.size and (levels.min() < 0 or levels.max() >= self.config.model.pitch.levels):
+            raise VqcodecError(f"pitch values must lie in [0, {self.config.model.pitch.levels})")
+        if speaker is not None:
+            f0_median = self.f0_medians.get(speaker)
+        if f0_median is None or not np.isfinite(f0_median) or f0_median < 0:
+            raise VqcodecError(f"a median F0 in Hz is needed to decode the pitch stream, got {f0_median!r}")
+        with torch.inference_mode():
+            lv = torch.as_tensor(levels.astype(np.int64)).view(1, -1).to(self.device)
+            return self.model.pitch_input((lv, torch.tensor([float(f0_median)], device=self.device)), n)
+
     @torch.inference_mode()
     def _decode_fast(self, tokens: torch.Tensor, voice: torch.Tensor, progress: bool = False,
-                     chunk_tokens: int = FAST_CHUNK_TOKENS) -> np.ndarray:
+                     chunk_tokens: int = FAST_CHUNK_TOKENS, pitch: torch.Tensor | None = None) -> np.ndarray:
         """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
         side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
         memory stays bounded with no audible seams."""
@@ -326,7 +416,8 @@ class Codec:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
-                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v)[0]
+                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v,
+                                             features=None if pitch is None else pitch[..., lo:hi])[0]
                 out[a * hop:b * hop] = wav[(a - lo) * hop:(b - lo) * hop].cpu().numpy()
                 bar.update((b - a) * hop / self.sample_rate)
         return out
@@ -337,14 +428,17 @@ class Codec:
         voice of the recording `like` (v2 models; at `like_rate`, default `sample_rate`)."""
         if (speaker is None) == (like is None):
             raise VqcodecError("give exactly one target voice: a speaker name or a reference recording")
-        voice = None
+        voice = median = None
         if like is not None:
             # like_rate=0 is refused by the input check, not taken for "not given"; fail before the encode
-            voice = self.voice_of(like, sample_rate if like_rate is None else like_rate)
+            rate = sample_rate if like_rate is None else like_rate
+            voice = self.voice_of(like, rate)
+            median = self.median_f0_of(like, rate) if self.has_pitch else None
         else:
             self.speaker_index(speaker)
         tf = self.encode_utterance(wav, sample_rate)
-        return self.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples, **kw)
+        return self.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples,
+                           pitch=tf.pitch if self.has_pitch else None, f0_median=median, **kw)
 
 
 def from_checkpoint(state: dict, source: str = "", device: str | torch.device = "cpu") -> Codec:
@@ -354,7 +448,8 @@ def from_checkpoint(state: dict, source: str = "", device: str | torch.device = 
     speakers = state["meta"]["speakers"]
     model = VQVAE(cfg.model, len(speakers))
     model.load_state_dict(state["model"])
-    return Codec(model.to(device), cfg, speakers, source, voices=state["meta"].get("voices"))
+    return Codec(model.to(device), cfg, speakers, source, voices=state["meta"].get("voices"),
+                 f0_medians=state["meta"].get("f0_medians"))
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Codec:

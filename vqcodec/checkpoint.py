@@ -56,7 +56,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     save(dst, keep)
 
 
-_V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss")
+_V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss", "pitch")
 _TRAINING_ONLY_MODEL_KEYS = ("invariance",)  # shape the weights (hashed), not how tokens are computed
 _V2_ENCODER_KEYS = ("widths", "activation")
 
@@ -68,7 +68,7 @@ def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
     v1 models (no voice encoder, no fast decoder): the hash of the whole model config (without the
     keys v2 added, so ids of v1 files never change) and the codebook, as v1 computed it.
     v2 models: the hash of what defines the tokens and the voice vector only (level, encoder,
-    quantizer and voice configs; encoder, codebook and voice-encoder weights), so training another
+    quantizer, voice and (when on) pitch configs; encoder, codebook and voice-encoder weights), so training another
     decoder on the frozen tokenizer keeps the id. Training-only settings (model.invariance) never
     enter it."""
     is_v2 = config.get("voice", {}).get("dim", 0) or config.get("fast", {}).get("blocks", 0)
@@ -78,7 +78,10 @@ def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
         h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
         keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook"))
     else:
+        pitch = config.get("pitch", {})
         config = {k: config[k] for k in ("sample_rate", "level_rms", "encoder", "quantizer", "voice")}
+        if pitch.get("levels", 0):  # the pitch stream is part of what a file holds (ids without it unchanged)
+            config["pitch"] = pitch
         h = hashlib.sha256(b"vqcodec-tokenizer-v2" + repr(sorted(_flatten(config))).encode())
         keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook")
                       or k.startswith(("encoder.", "voice_encoder.")))

@@ -32,6 +32,18 @@ Layout (all integers little-endian), format version 2 (what `to_bytes` writes)::
                                        decoder whose tables differ from the encoder's)
     73+L+V+P  4     CRC32              zlib.crc32 of every byte before it
 
+Version 3 is version 2 plus a pitch stream (models with `model.pitch`, nn/pitch.py); it is written
+only for files that have one, so files of models without it stay version 2. After the version-2
+fixed fields (offset 69) come::
+
+    69        1     pitch levels Lp    uint8, >= 3: values 0 (unvoiced) .. Lp - 1
+    70        1     pitch every E      uint8, tokens per pitch value
+    71        4     median F0          float32, Hz, finite, >= 0 (0: nothing voiced)
+    75        L, V  speaker, voice     as in version 2
+    75+L+V    Q     pitch              ceil(num_tokens / E) values bit-packed MSB-first at
+                                       ceil(log2 Lp) bits each, zero padded
+    then payload, token CRC32 and CRC32 as in version 2 (the CRC covers the pitch stream).
+
 Version 1 (still read; `TokenFile.version` says which was read) has the version-2 fields up to the
 model id, then speaker length, speaker, the bit-packed payload and the CRC32: no gain (1.0), no
 voice, no token CRC, never entropy-coded.
@@ -67,8 +79,9 @@ if TYPE_CHECKING:
     CoderFor = Union[EntropyCoder, Callable[[str], Union[EntropyCoder, None]], None]
 
 MAGIC = b"VQCT"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 2          # what files without a pitch stream are written as
+PITCH_VERSION = 3    # files with a pitch stream
+READABLE_VERSIONS = (1, 2, 3)
 SUFFIX = ".vqc"
 PLAIN, ENTROPY = 0, 1  # payload codings
 
@@ -77,6 +90,8 @@ _FIXED_V1 = struct.Struct("<IQIIBQ8sB")
 # v2: sample_rate, num_samples, hop, K, bits, num_tokens, model id, gain, coding, prior id, chunk,
 #     batch, payload length, speaker length, voice length
 _FIXED = struct.Struct("<IQIIBQ8sfB8sHHQBB")
+# v3 adds: pitch levels, pitch every, median F0
+_PITCH = struct.Struct("<BBf")
 _PREFIX = len(MAGIC) + 1             # magic + version byte
 _HEADER_MIN = _PREFIX + _FIXED.size  # v2 header without the speaker string and voice
 _CRC = 4
@@ -100,6 +115,9 @@ class TokenFile:
     gain: the decoder multiplies its audio by it (the encoder's level normalisation), stored as
     float32 (the value is rounded to float32 here, so a round trip compares equal).
     voice: the quantized per-utterance voice vector, uint8, 0..255 dimensions.
+    pitch / pitch_levels / pitch_every / f0_median: the pitch stream (nn/pitch.py) of models that
+    have one: ceil(num_tokens / pitch_every) levels in [0, pitch_levels), and the utterance's
+    median F0 in Hz (float32); pitch_levels 0 = none.
     prior_id / version / payload_bytes / chunk describe how a file read from disk was stored; they
     are not part of equality (the same tokens read from a plain and an entropy-coded file are equal).
     """
@@ -112,6 +130,10 @@ class TokenFile:
     speaker: str = ""
     gain: float = 1.0
     voice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    pitch: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pitch_levels: int = 0
+    pitch_every: int = 0
+    f0_median: float = 0.0
     prior_id: str = field(default="", compare=False)
     version: int = field(default=VERSION, compare=False)
     payload_bytes: int | None = field(default=None, compare=False, repr=False)
@@ -139,6 +161,31 @@ class TokenFile:
         if not math.isfinite(gain) or gain < 0:
             raise FormatError(f"gain must be finite and >= 0, got {self.gain!r}")
         self.gain = gain
+        self._check_pitch()
+
+    def _check_pitch(self) -> None:
+        pitch = np.asarray(self.pitch)
+        if not self.pitch_levels:
+            if pitch.size or self.pitch_every or self.f0_median:
+                raise FormatError("pitch values given without pitch_levels")
+            self.pitch = np.zeros(0, dtype=np.int64)
+            return
+        if not 3 <= self.pitch_levels <= 255 or not 1 <= self.pitch_every <= 255:
+            raise FormatError(f"pitch levels must lie in [3, 255] and pitch every in [1, 255], "
+                              f"got {self.pitch_levels} and {self.pitch_every}")
+        if pitch.ndim != 1 or (pitch.size and not np.issubdtype(pitch.dtype, np.integer)):
+            raise FormatError(f"pitch must be a 1-D integer array, got shape {pitch.shape}, dtype {pitch.dtype}")
+        expected = -(-len(self.tokens) // self.pitch_every)
+        if pitch.size != expected:
+            raise FormatError(f"pitch stream has {pitch.size} values; {len(self.tokens)} tokens at "
+                              f"{self.pitch_every} per value need {expected}")
+        if pitch.size and (pitch.min() < 0 or pitch.max() >= self.pitch_levels):
+            raise FormatError(f"pitch values must lie in [0, {self.pitch_levels})")
+        median = float(np.float32(self.f0_median))
+        if not math.isfinite(median) or median < 0:
+            raise FormatError(f"median F0 must be finite and >= 0, got {self.f0_median!r}")
+        self.f0_median = median
+        self.pitch = pitch.astype(np.int64, copy=False)
 
     def __eq__(self, other):
         if not isinstance(other, TokenFile):
@@ -147,7 +194,9 @@ class TokenFile:
                 and self.num_samples == other.num_samples and self.hop == other.hop
                 and self.codebook_size == other.codebook_size
                 and self.model_id.lower() == other.model_id.lower() and self.speaker == other.speaker
-                and self.gain == other.gain and np.array_equal(self.voice, other.voice))
+                and self.gain == other.gain and np.array_equal(self.voice, other.voice)
+                and self.pitch_levels == other.pitch_levels and self.pitch_every == other.pitch_every
+                and self.f0_median == other.f0_median and np.array_equal(self.pitch, other.pitch))
 
     @property
     def bits_per_token(self) -> int:
@@ -237,11 +286,17 @@ def to_bytes(tf: TokenFile, coder: "EntropyCoder | None" = None) -> bytes:
         coding, prior, chunk, batch = ENTROPY, bytes.fromhex(coder.prior_id), coder.chunk, coder.batch
         payload = coder.encode(tf)
     voice = tf.voice.tobytes()
-    head = MAGIC + bytes([VERSION]) + _FIXED.pack(
+    tf._check_pitch()  # the fields may have been changed since construction
+    version = PITCH_VERSION if tf.pitch_levels else VERSION
+    head = MAGIC + bytes([version]) + _FIXED.pack(
         int(tf.sample_rate), int(tf.num_samples), int(tf.hop), int(tf.codebook_size), bits,
         int(tokens.shape[0]), _model_id_bytes(tf.model_id), tf.gain, coding, prior, chunk, batch,
         len(payload), len(speaker), len(voice))
-    body = head + speaker + voice + payload + struct.pack("<I", _token_crc(tokens, bits))
+    pitch = b""
+    if tf.pitch_levels:
+        head += _PITCH.pack(tf.pitch_levels, tf.pitch_every, tf.f0_median)
+        pitch = pack_bits(tf.pitch, bits_per_token(tf.pitch_levels))
+    body = head + speaker + voice + pitch + payload + struct.pack("<I", _token_crc(tokens, bits))
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
@@ -272,8 +327,8 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
     if version not in READABLE_VERSIONS:
         raise FormatError(f"{source}: unsupported format version {version} "
                           f"(this vqcodec reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
-                          f"{'upgrade vqcodec' if version > VERSION else 're-encode the audio'})")
-    h = _header_v1(data, n, source) if version == 1 else _header_v2(data, n, source)
+                          f"{'upgrade vqcodec' if version > max(READABLE_VERSIONS) else 're-encode the audio'})")
+    h = _header_v1(data, n, source) if version == 1 else _header_v2(data, n, source, version)
     crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
     crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
     if crc != crc_stored:
@@ -316,6 +371,8 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
                    speaker=speaker, gain=h["gain"], voice=np.frombuffer(h["voice"], dtype=np.uint8).copy(),
                    prior_id="" if coding == PLAIN else prior.hex(), version=version,
                    payload_bytes=len(payload), chunk=h["chunk"])
+    if version == PITCH_VERSION:
+        _read_pitch(tf, h, num_tokens, source)
     if coding == PLAIN:
         pad = len(payload) * 8 - num_tokens * bits
         if pad and payload[-1] & ((1 << pad) - 1):
@@ -332,6 +389,22 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
                                        "where the file was written)" if coding == ENTROPY else ""))
     tf.tokens = tokens
     return tf
+
+
+def _read_pitch(tf: TokenFile, h: dict, num_tokens: int, source: str) -> None:
+    levels, every, median = h["pitch_levels"], h["pitch_every"], h["f0_median"]
+    if levels < 3 or every < 1 or not (math.isfinite(median) and median >= 0):
+        raise FormatError(f"{source}: inconsistent header (pitch levels {levels}, every {every}, "
+                          f"median F0 {median})")
+    bits, count = bits_per_token(levels), -(-num_tokens // every)
+    data = h["pitch"]
+    pad = len(data) * 8 - count * bits
+    if pad and data[-1] & ((1 << pad) - 1):
+        raise FormatError(f"{source}: corrupt pitch stream (non-zero padding bits)")
+    values = unpack_bits(data, bits, count)
+    if values.size and values.max() >= levels:
+        raise FormatError(f"{source}: pitch value {int(values.max())} outside [0, {levels})")
+    tf.pitch, tf.pitch_levels, tf.pitch_every, tf.f0_median = values, levels, every, median
 
 
 def _coder(coder_for, prior_id: str, source: str):
@@ -360,17 +433,27 @@ def _header_v1(data: bytes, n: int, source: str) -> dict:
                 payload=data[off + spk_len:off + spk_len + payload_len], token_crc=None)
 
 
-def _header_v2(data: bytes, n: int, source: str) -> dict:
-    if n < _HEADER_MIN + 2 * _CRC:
+def _header_v2(data: bytes, n: int, source: str, version: int = 2) -> dict:
+    """Versions 2 and 3 (3: with the pitch block)."""
+    extra = _PITCH.size if version == PITCH_VERSION else 0
+    if n < _HEADER_MIN + extra + 2 * _CRC:
         raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
     (sample_rate, num_samples, hop, k, bits, num_tokens, mid, gain, coding, prior, chunk, batch,
      payload_len, spk_len, voice_len) = _FIXED.unpack_from(data, _PREFIX)
-    off = _HEADER_MIN
-    _check_length(n, off + spk_len + voice_len + payload_len + 2 * _CRC, source)
-    p = off + spk_len + voice_len
+    pitch_levels = pitch_every = pitch_len = 0
+    f0_median = 0.0
+    if extra:
+        pitch_levels, pitch_every, f0_median = _PITCH.unpack_from(data, _HEADER_MIN)
+        if pitch_levels >= 3 and pitch_every >= 1:
+            pitch_len = _payload_size(-(-num_tokens // pitch_every), bits_per_token(pitch_levels))
+    off = _HEADER_MIN + extra
+    _check_length(n, off + spk_len + voice_len + pitch_len + payload_len + 2 * _CRC, source)
+    v = off + spk_len + voice_len
+    p = v + pitch_len
     return dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, k=k, bits=bits,
                 num_tokens=num_tokens, model_id=mid, gain=gain, coding=coding, prior=prior, chunk=chunk,
-                batch=batch, speaker=data[off:off + spk_len], voice=data[off + spk_len:p],
+                batch=batch, speaker=data[off:off + spk_len], voice=data[off + spk_len:v],
+                pitch_levels=pitch_levels, pitch_every=pitch_every, f0_median=f0_median, pitch=data[v:p],
                 payload=data[p:p + payload_len], token_crc=struct.unpack_from("<I", data, p + payload_len)[0])
 
 
@@ -417,12 +500,15 @@ def describe(tf: TokenFile) -> dict:
     entropy = bool(tf.prior_id)
     payload = tf.payload_bytes if entropy and tf.payload_bytes is not None else plain
     v1 = tf.version == 1
+    pitch_bytes = _payload_size(tf.pitch.size, bits_per_token(tf.pitch_levels)) if tf.pitch_levels else 0
     total = ((_PREFIX + _FIXED_V1.size + _CRC) if v1 else (_HEADER_MIN + tf.voice.size + 2 * _CRC)) \
-        + len(tf.speaker.encode("utf-8")) + payload
+        + len(tf.speaker.encode("utf-8")) + payload + (_PITCH.size + pitch_bytes if tf.pitch_levels else 0)
     used = int(np.unique(tf.tokens).size) if tf.num_tokens else 0
     stored = payload * 8 / tf.num_tokens if entropy and tf.num_tokens else float(bits)
     rate = stored * tf.tokens_per_s
     side_bits = 0 if v1 else 32 + 8 * tf.voice.size  # gain float32 + voice
+    if tf.pitch_levels:
+        side_bits += 32 + 8 * pitch_bytes             # median F0 float32 + the pitch stream
     duration = tf.duration_s
     return {
         "format_version": tf.version,
@@ -435,6 +521,8 @@ def describe(tf: TokenFile) -> dict:
         "codebook_size": tf.codebook_size,
         "gain": tf.gain,
         "voice_bits": 8 * tf.voice.size,
+        "pitch_bps": round(8 * pitch_bytes / duration, 3) if tf.pitch_levels and duration else 0.0,
+        "f0_median_hz": round(tf.f0_median, 2),
         "payload_coding": f"entropy (prior {tf.prior_id}, chunks of {tf.chunk} tokens)" if entropy else "bit-packed",
         "bits_per_token": bits,
         "stored_bits_per_token": round(stored, 4),
@@ -462,4 +550,4 @@ def _entropy(tokens: np.ndarray) -> float:
 
 
 __all__ = ["TokenFile", "to_bytes", "from_bytes", "write", "read", "describe", "bits_per_token",
-           "pack_bits", "unpack_bits", "MAGIC", "VERSION", "READABLE_VERSIONS", "SUFFIX"]
+           "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION", "READABLE_VERSIONS", "SUFFIX"]

@@ -94,6 +94,17 @@ class InvarianceConfig:
 
 
 @dataclass
+class PitchConfig:
+    """The pitch stream (nn/pitch.py): a coarse F0 contour the fast decoder gets apart from the
+    tokens, so the tokens need not carry the excitation. levels 0: none (the shipped v2 models)."""
+    levels: int = 0              # values per pitch frame: 0 = unvoiced, levels - 1 semitone steps
+    every: int = 4               # tokens per pitch value (4 at 250 tokens/s: 62.5 values/s)
+    semitones: float = 12.0      # the steps span +-semitones around the utterance's median F0
+    f0_min: float = 50.0
+    f0_max: float = 500.0
+
+
+@dataclass
 class ModelConfig:
     sample_rate: int = 16000
     mulaw_channels: int = 256
@@ -105,6 +116,7 @@ class ModelConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     decoder: WaveNetConfig = field(default_factory=WaveNetConfig)
     invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
+    pitch: PitchConfig = field(default_factory=PitchConfig)
 
     @property
     def hop(self) -> int:

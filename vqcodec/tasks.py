@@ -149,15 +149,21 @@ class VQVAETask(_CropTask):
         model.eval()
         device = next(model.parameters()).device
         n = 5 * self.cfg.model.sample_rate
-        voices = {}
+        voices, medians = {}, {}
         for label, idx in sorted(self._by_speaker["train"].items()):
-            vecs = []
+            vecs, f0s = [], []
             for i in idx[:3]:
                 wav = self._to_tensor(np.asarray(self.train_items[i][0][:n])[None]) * float(self._gains["train"][i])
                 vecs.append(model.voice(wav.to(device))[0])
+                if model.has_pitch:
+                    f0s.append(model.f0(wav.to(device))[0])
             voices[self.speakers[label]] = to_bytes(torch.stack(vecs).mean(0)).tolist()
+            if model.has_pitch:  # the median F0 of the same clips together (0.0 if none is voiced)
+                from .nn.pitch import PitchQuantizer
+
+                medians[self.speakers[label]] = float(PitchQuantizer.median(torch.cat(f0s)[None])[0])
         model.train(was_training)
-        return {"voices": voices}
+        return {"voices": voices, **({"f0_medians": medians} if model.has_pitch else {})}
 
     def on_valid(self, model, step: int = 0) -> dict:
         usage = model.quantizer.reset_usage()
@@ -196,7 +202,8 @@ class VQVAETask(_CropTask):
         for wav in self.quality_clips():
             x = torch.from_numpy(wav).to(device).view(1, -1)
             voice = model.voice(x) if model.voice_encoder is not None else None
-            out = model.decode_fast(model.encode(x), voice)[0].cpu().numpy()
+            pitch = model.pitch(x) if model.has_pitch else None
+            out = model.decode_fast(model.encode(x), voice, pitch)[0].cpu().numpy()
             sr = self.cfg.model.sample_rate
             for name, fn in (("pesq_wb", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
                 try:

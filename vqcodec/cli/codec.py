@@ -418,7 +418,9 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                                      seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
                                      progress=True, max_batch=max_batch, decoder=decoder,
                                      voices=[tf.voice for _, _, tf in group],
-                                     gains=[tf.gain for _, _, tf in group])
+                                     gains=[tf.gain for _, _, tf in group],
+                                     pitches=[tf.pitch if tf.pitch_levels else None for _, _, tf in group],
+                                     f0_medians=[tf.f0_median for _, _, tf in group])
         except Exception as e:
             for src, _, _ in group:
                 failures.append((src, _message(src, e)))
@@ -473,9 +475,11 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
         _run_batch([], None, "converting", failures)
         return
     codec = _load(model_name)
-    voice, shown = None, speaker
+    voice, median, shown = None, None, speaker
     if like_path is not None:
-        voice = codec.voice_of(audio.load(like_path, codec.sample_rate, verbose_resample=True), codec.sample_rate)
+        ref = audio.load(like_path, codec.sample_rate, verbose_resample=True)
+        voice = codec.voice_of(ref, codec.sample_rate)
+        median = codec.median_f0_of(ref, codec.sample_rate) if codec.has_pitch else None
         shown = f"the voice of {like_path}"
     else:
         codec.speaker_index(speaker)
@@ -484,7 +488,8 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
         tf = codec.encode_file_utterance(src)
         start = time.perf_counter()
         wav = codec.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples,
-                           temperature=temperature, seed=seed, progress=len(jobs) == 1, decoder=decoder)
+                           temperature=temperature, seed=seed, progress=len(jobs) == 1, decoder=decoder,
+                           pitch=tf.pitch if tf.pitch_levels else None, f0_median=median)
         elapsed = time.perf_counter() - start
         audio.save(dst, wav, codec.sample_rate, force=force)
         if len(jobs) == 1:

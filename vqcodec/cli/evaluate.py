@@ -207,8 +207,9 @@ def eval_convert_cmd(data_dir, model, target, like_refs, ref_seconds, target_ref
         raise VqcodecError(f"{data_dir}: no utterances of speakers other than {target!r} to convert")
 
     def convert(wav, sr, spk):
-        tokens = codec.encode(np.asarray(wav, dtype=np.float32), sr)
-        out = codec.decode(tokens, speaker=spk, temperature=temperature, seed=seed,
+        tf = codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr)
+        out = codec.decode(tf.tokens, speaker=spk, temperature=temperature, seed=seed,
+                           pitch=tf.pitch if tf.pitch_levels else None,
                            **({"decoder": decoder} if decoder else {}))
         out = np.asarray(out, dtype=np.float32).reshape(-1)
         return resample(out, int(codec.sample_rate), sr)
@@ -245,10 +246,12 @@ def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_
     if not getattr(codec, "has_voice", False):
         raise VqcodecError(f"model {model!r} has no voice encoder (a v1 model): --like-refs needs a v2 model; "
                            "use --to SPEAKER")
-    voices = {}
+    voices, medians = {}, {}
     for t in list(targets):
         try:
             voices[t.name] = codec.voice_of(t.reference, report.SAMPLE_RATE)
+            if getattr(codec, "has_pitch", False):
+                medians[t.name] = codec.median_f0_of(t.reference, report.SAMPLE_RATE)
         except AudioError as e:
             notes.append(f"voice {t.name!r} skipped: {e}")
             targets.remove(t)
@@ -262,7 +265,8 @@ def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_
             encoded.update(wav=wav, tf=codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr))
         tf = encoded["tf"]
         out = codec.decode(tf.tokens, voice=voices[voice_name], gain=tf.gain, num_samples=tf.num_samples,
-                           temperature=temperature, seed=seed, decoder=decoder)
+                           temperature=temperature, seed=seed, decoder=decoder,
+                           pitch=tf.pitch if tf.pitch_levels else None, f0_median=medians.get(voice_name))
         return resample(np.asarray(out, dtype=np.float32).reshape(-1), int(codec.sample_rate), sr)
 
     speaker_refs = {s: ps[:refs_per_speaker + 1] for s, ps in by_speaker.items()}  # +1: the source is left out

@@ -306,6 +306,10 @@ class CodecSystem:
             out = self.codec.decode_file(tf, speaker=self.fallback_speaker, temperature=self.temperature,
                                          seed=self.seed, decoder=getattr(self, "decoder", None))
             side_bits = 8 * tf.voice.size + 32
+            if tf.pitch_levels:  # the pitch stream and its median F0
+                from ..codes import bits_per_token
+
+                side_bits += 32 + tf.pitch.size * bits_per_token(tf.pitch_levels)
             bitrate = float(self.codec.bitrate) + side_bits / max(tf.duration_s, 1e-9)
         else:
             tokens = self.codec.encode(np.asarray(wav, dtype=np.float32), sr)

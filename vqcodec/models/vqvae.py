@@ -29,6 +29,7 @@ from ..config import ModelConfig
 from ..nn.encoder import Encoder
 from ..nn.fast_decoder import FastDecoder
 from ..nn.perturb import SpeakerAdversary, frequency_warp, random_warp_factors
+from ..nn.pitch import NUM_FEATURES as PITCH_FEATURES, PitchQuantizer, pitch_features, yin_f0
 from ..nn.quantizer import VectorQuantizer
 from ..nn.spectral import SpectralLoss
 from ..nn.voice import VoiceEncoder
@@ -62,7 +63,11 @@ class VQVAE(nn.Module):
         self.encoder = Encoder(cfg.encoder)
         self.quantizer = VectorQuantizer(cfg.quantizer, cfg.encoder.dim)
         self.voice_encoder = VoiceEncoder(cfg.voice, cfg.sample_rate) if cfg.voice.dim else None
-        self.fast_decoder = (FastDecoder(cfg.fast, cfg.encoder.dim, cfg.voice.dim, cfg.hop)
+        self.pitch_quantizer = PitchQuantizer(cfg.pitch.levels, cfg.pitch.semitones) if cfg.pitch.levels else None
+        if self.pitch_quantizer is not None and not cfg.fast.blocks:
+            raise ValueError("model.pitch needs the fast decoder (model.fast.blocks > 0)")
+        self.fast_decoder = (FastDecoder(cfg.fast, cfg.encoder.dim, cfg.voice.dim, cfg.hop,
+                                         PITCH_FEATURES if cfg.pitch.levels else 0)
                              if cfg.fast.blocks else None)
         self.spectral_loss = (SpectralLoss(cfg.loss.stft_resolutions, cfg.sample_rate, cfg.loss.mel_weight,
                                            cfg.loss.stft_weight) if self.fast_decoder is not None else None)
@@ -109,15 +114,52 @@ class VQVAE(nn.Module):
             raise ValueError("this model has no voice encoder (a v1 model: use a named speaker)")
         return self.voice_encoder(wav)
 
+    @property
+    def has_pitch(self) -> bool:
+        return self.pitch_quantizer is not None
+
+    @property
+    def pitch_hop(self) -> int:
+        """Audio samples per pitch value."""
+        return self.cfg.pitch.every * self.hop
+
+    def f0(self, wav: torch.Tensor) -> torch.Tensor:
+        """F0 in Hz (B, ceil(T / pitch_hop)) of level-normalised wav (B, T), 0 where unvoiced."""
+        p = self.cfg.pitch
+        return yin_f0(wav, self.cfg.sample_rate, self.pitch_hop, p.f0_min, p.f0_max)
+
+    def pitch(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pitch stream of level-normalised wav (B, T): levels (B, P) and median F0 (B,) in Hz."""
+        if not self.has_pitch:
+            raise ValueError("this model has no pitch stream")
+        f0 = self.f0(wav)
+        median = PitchQuantizer.median(f0)
+        return self.pitch_quantizer.quantize(f0, median), median
+
     # ------------------------------------------------------------------ decoders
     def local_conditioning(self, codes: torch.Tensor) -> torch.Tensor:
         return self.conditioning(self.quantizer.lookup(codes))
 
-    def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None) -> torch.Tensor:
-        """codes (B, T) + voice (B, V) -> wav (B, T * hop), deterministic."""
+    def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None,
+                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    features: torch.Tensor | None = None) -> torch.Tensor:
+        """codes (B, T) + voice (B, V) -> wav (B, T * hop), deterministic. Models with a pitch stream
+        also take `pitch` (levels (B, ceil(T / every)), median F0 (B,)) or its `features` (pitch_input)."""
         if self.fast_decoder is None:
             raise ValueError("this model has no fast decoder")
-        return self.fast_decoder(self.quantizer.lookup(codes), voice)
+        if features is None and (pitch is not None or self.has_pitch):
+            features = self.pitch_input(pitch, codes.shape[1])
+        return self.fast_decoder(self.quantizer.lookup(codes), voice, features)
+
+    def pitch_input(self, pitch, num_tokens: int) -> torch.Tensor:
+        """The fast decoder's pitch features (B, F, num_tokens) from (levels, median F0)."""
+        if not self.has_pitch:
+            raise ValueError("this model has no pitch stream")
+        if pitch is None:
+            raise ValueError("this model's fast decoder needs the pitch stream (levels, median F0)")
+        levels, median = pitch
+        f0 = self.pitch_quantizer.dequantize(levels, median.to(levels.device).float())
+        return pitch_features(f0, self.cfg.pitch.every, num_tokens)
 
     # ------------------------------------------------------------------ training
     def set_stage(self, stage: str) -> None:
@@ -155,10 +197,14 @@ class VQVAE(nn.Module):
             if reference is None:
                 raise ValueError("a model with a voice encoder trains with reference crops")
             voice = self.voice_encoder(reference)
+        pitch = None
+        if self.has_pitch and self.stage in ("auto", "fast"):
+            with torch.no_grad():  # from the original crop (the encoder may see a warped one)
+                pitch = self.pitch_input(self.pitch(wav), wav.shape[1] // self.hop)
         if self.fast_decoder is not None and self.stage == "auto":
             z_e = self.encoder(self._encoder_input(wav))
             vq = self.quantizer(z_e)
-            pred = self.fast_decoder(vq.quantized, voice)
+            pred = self.fast_decoder(vq.quantized, voice, pitch)
             spec = self.spectral_loss(pred, wav)
             return self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
                                          "commitment": vq.commitment, "perplexity": vq.perplexity,
@@ -166,7 +212,7 @@ class VQVAE(nn.Module):
         if self.stage == "fast":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav))
-            spec = self.spectral_loss(self.fast_decoder(z_q, voice.detach()), wav)
+            spec = self.spectral_loss(self.fast_decoder(z_q, voice.detach(), pitch), wav)
             return {"loss": spec["loss"], "stft": spec["stft"], "mel": spec["mel"]}
         if self.stage == "wavenet":
             with torch.no_grad():

@@ -57,7 +57,7 @@ class ConvNeXtBlock(nn.Module):
 
 
 class FastDecoder(nn.Module):
-    def __init__(self, cfg: FastDecoderConfig, in_dim: int, voice_dim: int, hop: int):
+    def __init__(self, cfg: FastDecoderConfig, in_dim: int, voice_dim: int, hop: int, pitch_dim: int = 0):
         super().__init__()
         if cfg.kernel_size % 2 == 0:
             raise ValueError("fast decoder kernel_size must be odd (centred, non-causal)")
@@ -66,6 +66,9 @@ class FastDecoder(nn.Module):
         self.cfg, self.hop, self.voice_dim = cfg, hop, voice_dim
         C = cfg.channels
         self.inp = nn.Conv1d(in_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.pitch_dim = pitch_dim  # > 0: pitch features (nn/pitch.py) join the tokens at the input
+        self.pitch_inp = (nn.Conv1d(pitch_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
+                          if pitch_dim else None)
         self.norm_in = AdaptiveLayerNorm(C, voice_dim)
         self.blocks = nn.ModuleList(ConvNeXtBlock(C, cfg.mlp_ratio, cfg.kernel_size, voice_dim)
                                     for _ in range(cfg.blocks))
@@ -79,12 +82,19 @@ class FastDecoder(nn.Module):
         half = self.cfg.kernel_size // 2
         return half * (1 + self.cfg.blocks) + -(-self.cfg.n_fft // (2 * self.hop))
 
-    def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None) -> torch.Tensor:
-        """z_q (B, D, T) codebook vectors, voice (B, voice_dim) -> waveform (B, T * hop)."""
+    def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
+                pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """z_q (B, D, T) codebook vectors, voice (B, voice_dim), pitch (B, pitch_dim, T) features
+        -> waveform (B, T * hop)."""
         if self.voice_dim and voice is None:
             raise ValueError("this decoder needs a voice vector")
+        if (self.pitch_dim > 0) != (pitch is not None):
+            raise ValueError("this decoder needs pitch features" if self.pitch_dim
+                             else "this decoder takes no pitch features")
         cond = voice if self.voice_dim else None
         x = self.inp(z_q)
+        if pitch is not None:
+            x = x + self.pitch_inp(pitch)
         x = self.norm_in(x.transpose(1, 2), cond).transpose(1, 2)
         for block in self.blocks:
             x = block(x, cond)
