@@ -31,6 +31,9 @@ class EncoderConfig:
     dim: int = 64                # output dimension D (= codebook vector size)
     widths: list = field(default_factory=list)  # per strided layer output widths ([] = `channels` each)
     activation: str = "relu"     # relu | gelu
+    input: str = "wave"          # wave: strided convs on the waveform (the paper); logmel: log-mel frames
+                                 # at the token hop (n_fft 4 x hop, 80 bands) -> k=3 convs (issue 14)
+    normalize: bool = False      # logmel only: subtract each band's mean over the input (per utterance)
 
 
 @dataclass

@@ -60,7 +60,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_speakers = num_speakers
-        self.encoder = Encoder(cfg.encoder)
+        self.encoder = Encoder(cfg.encoder, cfg.sample_rate)
         self.quantizer = VectorQuantizer(cfg.quantizer, cfg.encoder.dim)
         self.voice_encoder = VoiceEncoder(cfg.voice, cfg.sample_rate) if cfg.voice.dim else None
         self.pitch_quantizer = PitchQuantizer(cfg.pitch.levels, cfg.pitch.semitones) if cfg.pitch.levels else None
