@@ -246,3 +246,56 @@ def test_resume_is_exact_with_warp_and_adversary(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     logged = checkpoint.load(tmp_path / "full" / "checkpoint.pt")["history"][-1]
     assert "valid_spk_acc" in logged and "valid_adv" in logged
+
+
+# --------------------------------------------------------------------------- the voice vector
+def test_layernorm_voice_vectors_stay_off_the_tanh_ends():
+    """model.voice.norm = layernorm: whatever the scale of the linear layer's outputs, they are
+    normalised before the tanh, so most values stay inside the grid instead of at 0 / 255."""
+    cfg = tiny_v2_config()
+    cfg.model.voice.norm = "layernorm"
+    torch.manual_seed(0)
+    model = VQVAE(cfg.model, 2).eval()
+    with torch.no_grad():
+        model.voice_encoder.out.weight.mul_(100.0)  # a tanh would saturate everywhere
+        v = model.voice(torch.from_numpy(np.stack([varied(1.0, 1), varied(1.0, 2)])))
+    assert v.shape == (2, 4) and float(v.abs().max()) <= 1.0
+    assert float((v.abs() < 0.99).float().mean()) >= 0.5
+    cfg.model.voice.norm = "none"
+    with pytest.raises(ValueError, match="tanh' or 'layernorm"):
+        VQVAE(cfg.model, 2)
+
+
+def test_voice_norm_enters_the_id_only_when_changed():
+    cfg, model = make_model()
+    d = cfg.to_dict()["model"]
+    plain = checkpoint.model_id(model.state_dict(), d)
+    d_old = {**d, "voice": {k: v for k, v in d["voice"].items() if k != "norm"}}   # written before the key
+    assert checkpoint.model_id(model.state_dict(), d_old) == plain
+    d_new = {**d, "voice": {**d["voice"], "norm": "layernorm"}}
+    assert checkpoint.model_id(model.state_dict(), d_new) != plain
+
+
+def test_voice_classifier_adds_its_loss_and_trains_the_voice_encoder():
+    cfg = tiny_v2_config()
+    cfg.model.invariance.voice_speaker_weight = 0.5
+    torch.manual_seed(0)
+    model = VQVAE(cfg.model, len(SPEAKERS)).eval()
+    wav, spk, ref = batch(cfg)
+    out = model(wav, spk, ref)
+    assert {"voice_ce", "voice_acc"} <= set(out) and 0 <= float(out["voice_acc"]) <= 1
+    model.voice_classifier, classifier = None, model.voice_classifier
+    without = model(wav, spk, ref)
+    torch.testing.assert_close(out["loss"], without["loss"] + 0.5 * out["voice_ce"], rtol=1e-5, atol=1e-6)
+    model.voice_classifier = classifier
+    model.zero_grad()
+    model(wav, spk, ref)["voice_ce"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.voice_encoder.parameters())
+    assert any(k.startswith("voice_classifier.") for k in model.state_dict())
+    # frozen with the tokenizer in the later stages
+    model.set_stage("fast")
+    assert not any(p.requires_grad for p in model.voice_classifier.parameters())
+    cfg.model.voice.dim = 0
+    cfg.model.fast.blocks = 0
+    with pytest.raises(ValueError, match="voice encoder"):
+        VQVAE(cfg.model, 2)

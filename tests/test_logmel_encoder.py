@@ -42,6 +42,7 @@ def test_logmel_encoder_context_bounds_the_receptive_field():
     torch.testing.assert_close(enc(y)[..., 100:300], whole[..., 100:300], rtol=0, atol=1e-10)
 
 
+@torch.no_grad()
 def test_normalised_logmel_ignores_a_fixed_spectral_tilt():
     """Band means removed per utterance: a fixed filter (a different microphone or vocal tract
     colouring) moves the log-mel by a constant per band and leaves the encoder input unchanged

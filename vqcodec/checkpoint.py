@@ -59,8 +59,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 _V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss", "pitch")
 _TRAINING_ONLY_MODEL_KEYS = ("invariance",)  # shape the weights (hashed), not how tokens are computed
 _V2_ENCODER_KEYS = ("widths", "activation")
-# encoder keys added after models were shipped: left out of the hash at their defaults (old ids kept)
-_LATER_ENCODER_DEFAULTS = {"input": "wave", "normalize": False}
+# keys added after models were shipped: left out of the hash at their defaults (old ids kept)
+_LATER_DEFAULTS = {"encoder": {"input": "wave", "normalize": False}, "voice": {"norm": "tanh"}}
 
 
 def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
@@ -74,8 +74,9 @@ def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
     decoder on the frozen tokenizer keeps the id. Training-only settings (model.invariance) never
     enter it."""
     is_v2 = config.get("voice", {}).get("dim", 0) or config.get("fast", {}).get("blocks", 0)
-    config = {**config, "encoder": {k: v for k, v in config["encoder"].items()
-                                    if not (k in _LATER_ENCODER_DEFAULTS and v == _LATER_ENCODER_DEFAULTS[k])}}
+    config = {**config, **{section: {k: v for k, v in config[section].items()
+                                     if not (k in defaults and v == defaults[k])}
+                           for section, defaults in _LATER_DEFAULTS.items() if section in config}}
     if not is_v2:
         config = {k: v for k, v in config.items() if k not in _V2_MODEL_KEYS + _TRAINING_ONLY_MODEL_KEYS}
         config["encoder"] = {k: v for k, v in config["encoder"].items() if k not in _V2_ENCODER_KEYS}

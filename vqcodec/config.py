@@ -66,6 +66,8 @@ class VoiceConfig:
     dim: int = 0
     channels: int = 128
     n_mels: int = 80
+    norm: str = "tanh"           # tanh: linear -> tanh (the shipped models: its outputs saturate at
+                                 # 0/255 and stop learning); layernorm: linear -> LayerNorm -> tanh
 
 
 @dataclass
@@ -94,6 +96,8 @@ class InvarianceConfig:
     warp: float = 0.0            # > 0: stage-auto encoder inputs frequency-warped by a factor
                                  # log-uniform in [1/(1+warp), 1+warp] (VTLP); the target stays the original
     adversary_weight: float = 0.0  # > 0: speaker classifier on z_e; the encoder gets -weight x its gradient
+    voice_speaker_weight: float = 0.0  # > 0: a speaker classifier on the voice vector, its loss x weight
+                                 # added: the vector must tell the training voices apart
 
 
 @dataclass

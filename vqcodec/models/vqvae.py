@@ -37,7 +37,7 @@ from ..nn.wavenet import WaveNet
 
 CONDITIONING_CHANNELS = 128
 DECODERS = ("fast", "wavenet")
-TRAINING_ONLY = ("speaker_adversary.",)  # state-dict prefixes no decoder or tokenizer needs
+TRAINING_ONLY = ("speaker_adversary.", "voice_classifier.")  # state-dict prefixes no decoder or tokenizer needs
 
 
 class ConditioningNet(nn.Module):
@@ -84,6 +84,11 @@ class VQVAE(nn.Module):
             raise ValueError("model.invariance.warp and adversary_weight must be >= 0 (0: off)")
         self.speaker_adversary = (SpeakerAdversary(cfg.encoder.dim, num_speakers, inv.adversary_weight)
                                   if inv.adversary_weight > 0 else None)
+        if inv.voice_speaker_weight < 0 or (inv.voice_speaker_weight > 0 and not cfg.voice.dim):
+            raise ValueError("model.invariance.voice_speaker_weight must be >= 0 and needs a voice encoder")
+        # training-only: which training voice a voice vector belongs to (a linear classifier)
+        self.voice_classifier = (nn.Linear(cfg.voice.dim, num_speakers)
+                                 if inv.voice_speaker_weight > 0 else None)
         self.stage = "auto"
 
     # ------------------------------------------------------------------ facts
@@ -180,7 +185,8 @@ class VQVAE(nn.Module):
         if self.stage == "auto":
             return []
         others = [self.fast_decoder] if self.stage == "wavenet" else [self.conditioning, self.decoder]
-        return [m for m in self.tokenizer_parts + others + [self.speaker_adversary] if m is not None]
+        return [m for m in self.tokenizer_parts + others + [self.speaker_adversary, self.voice_classifier]
+                if m is not None]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -206,9 +212,10 @@ class VQVAE(nn.Module):
             vq = self.quantizer(z_e)
             pred = self.fast_decoder(vq.quantized, voice, pitch)
             spec = self.spectral_loss(pred, wav)
-            return self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
-                                         "commitment": vq.commitment, "perplexity": vq.perplexity,
-                                         "codes": vq.codes}, z_e, speakers)
+            out = self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
+                                        "commitment": vq.commitment, "perplexity": vq.perplexity,
+                                        "codes": vq.codes}, z_e, speakers)
+            return self._with_voice_classifier(out, voice, speakers)
         if self.stage == "fast":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav))
@@ -238,6 +245,16 @@ class VQVAE(nn.Module):
         if not (self.training and warp > 0):
             return wav
         return frequency_warp(wav, random_warp_factors(wav.shape[0], warp).to(wav.device))
+
+    def _with_voice_classifier(self, out: dict[str, torch.Tensor], voice: torch.Tensor,
+                               speakers: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adds the voice classifier's cross-entropy x weight to the loss ("voice_ce", "voice_acc")."""
+        if self.voice_classifier is None:
+            return out
+        logits = self.voice_classifier(voice)
+        ce = F.cross_entropy(logits, speakers)
+        return {**out, "loss": out["loss"] + self.cfg.invariance.voice_speaker_weight * ce, "voice_ce": ce,
+                "voice_acc": (logits.argmax(-1) == speakers).float().mean()}
 
     def _with_adversary(self, out: dict[str, torch.Tensor], z_e: torch.Tensor,
                         speakers: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -46,6 +46,11 @@ class VoiceEncoder(nn.Module):
         self.convs = nn.ModuleList([nn.Conv1d(cfg.n_mels, C, 5, padding=2), nn.Conv1d(C, C, 5, padding=2),
                                     nn.Conv1d(C, C, 5, padding=2)])
         self.out = nn.Linear(2 * C, cfg.dim)
+        if cfg.norm not in ("tanh", "layernorm"):
+            raise ValueError(f"model.voice.norm must be 'tanh' or 'layernorm', not {cfg.norm!r}")
+        # layernorm: the outputs have zero mean and unit spread across dimensions before the tanh,
+        # so they cannot all drift into its flat ends (where the shipped models' vectors sit)
+        self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False) if cfg.norm == "layernorm" else None
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid."""
@@ -54,4 +59,5 @@ class VoiceEncoder(nn.Module):
         for conv in self.convs:
             x = F.gelu(conv(x))
         stats = torch.cat([x.mean(-1), x.std(-1, unbiased=False)], dim=-1)
-        return quantize(torch.tanh(self.out(stats)))
+        v = self.out(stats)
+        return quantize(torch.tanh(self.norm(v) if self.norm is not None else v))
