@@ -4,6 +4,8 @@ same tokens, measured in this one process.
     python bench/fast_codec_speed.py                    # random init of recipes/real/config.toml, ~2 min
     python bench/fast_codec_speed.py --model pretrained/vqcodec-real-v2.pt --seams data/real_eval/eval_en
     python bench/fast_codec_speed.py --memory           # also peak RSS of a 1 h encode / decode (subprocesses)
+    python bench/fast_codec_speed.py --model pretrained/vqcodec-real-lowrate.pt --baseline pretrained/vqcodec-real-v2.pt
+                                                        # the same rows for both, and the ratio per row
 
 Rows (60 s of noise-and-tone audio at 16 kHz, whole file in one API call, torch threads = 2 unless said):
   encode            Codec.encode_utterance: level, float64 encoder in 5 s chunks, voice vector
@@ -66,7 +68,9 @@ def timed(fn, repeat: int = 2):
     return best, out
 
 
-def speed(codec, seconds: float) -> None:
+def speed(codec, seconds: float, baseline: dict | None = None) -> dict:
+    """Prints the rows; returns {row: x real time}. With `baseline` (another model's rows from this
+    run), a column of ratios to it."""
     wav = signal(seconds)
     torch.set_num_threads(2)
     t_enc, tf = timed(lambda: codec.encode_utterance(wav, 16000))
@@ -80,10 +84,17 @@ def speed(codec, seconds: float) -> None:
         t_wn, _ = timed(lambda: codec.decode_file(short, decoder="wavenet"), repeat=1)
         rows.append(("wavenet decode", 10.0, t_wn))
     base = next((r for r in rows if r[0] == "wavenet decode"), None)
-    print(f"{'row':20s} {'audio s':>8s} {'compute s':>10s} {'x real time':>12s} {'vs wavenet':>11s}")
+    print(f"{'row':20s} {'audio s':>8s} {'compute s':>10s} {'x real time':>12s} {'vs wavenet':>11s}"
+          + (f" {'vs baseline':>12s}" if baseline else ""))
+    out = {}
     for name, audio_s, t in rows:
         ratio = f"{(base[2] / base[1]) / (t / audio_s):.0f}x" if base else "-"
-        print(f"{name:20s} {audio_s:8.1f} {t:10.3f} {audio_s / t:12.1f} {ratio:>11s}")
+        out[name] = audio_s / t
+        extra = ""
+        if baseline:
+            extra = f" {out[name] / baseline[name]:11.2f}x" if name in baseline else f" {'-':>12s}"
+        print(f"{name:20s} {audio_s:8.1f} {t:10.3f} {audio_s / t:12.1f} {ratio:>11s}" + extra)
+    return out
 
 
 def seams(codec, folder: str, limit_s: float = 120.0) -> None:
@@ -103,14 +114,19 @@ def seams(codec, folder: str, limit_s: float = 120.0) -> None:
     out = codec.decode_file(tf)
     from vqcodec.nn.voice import from_bytes
 
-    one_pass = codec._decode_fast(torch.as_tensor(tf.tokens), from_bytes(tf.voice), chunk_tokens=10 ** 9)
+    tokens = torch.as_tensor(tf.tokens)
+    pitch = codec._pitch_features(tokens, tf.pitch, None, tf.f0_median) if tf.pitch_levels else None
+    one_pass = codec._decode_fast(tokens, from_bytes(tf.voice), chunk_tokens=10 ** 9, pitch=pitch)
     one_pass = one_pass[:tf.num_samples] * np.float32(tf.gain)
     max_diff = float(np.abs(out - one_pass).max())
     a, b = log_mel(wav), log_mel(out)  # (frames, mels) at eval's hop
     n = min(len(a), len(b))
     frame_s = len(wav) / 16000 / max(len(a), 1)
     dist = np.abs(a[:n] - b[:n]).mean(axis=1)
-    seam_s = np.arange(10.0, total, 10.0)  # 2500 tokens = 10 s chunks
+    from vqcodec.api import FAST_CHUNK_TOKENS
+
+    chunk_s = FAST_CHUNK_TOKENS * codec.hop / codec.sample_rate  # 10 s at hop 64, 40 s at hop 256
+    seam_s = np.arange(chunk_s, total, chunk_s)
     seam_frames = np.zeros(n, dtype=bool)
     for s in seam_s:
         i = int(round(s / frame_s))
@@ -154,10 +170,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seams", default=None, metavar="FOLDER")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--baseline", default=None, metavar="MODEL", help="another model timed first, in this run")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; torch {torch.__version__}")
+    base = None
+    if args.baseline:
+        print(f"baseline {args.baseline}:")
+        base = speed(build_codec(args.baseline), args.seconds)
+        print(f"{args.model or 'random init'}:")
     codec = build_codec(args.model)
-    speed(codec, args.seconds)
+    speed(codec, args.seconds, base)
     if args.seams:
         seams(codec, args.seams)
     if args.memory:
