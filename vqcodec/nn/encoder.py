@@ -58,7 +58,8 @@ class Encoder(nn.Module):
             # (and harmonics where n_fft resolves them), never the waveform's phase
             from .spectral import LogMel
 
-            self.front = LogMel(sample_rate, 4 * self.hop, self.hop, LOGMEL_BANDS)
+            # zero padding at the ends, as a whole-file encode pads (reflection would differ per chunk)
+            self.front = LogMel(sample_rate, 4 * self.hop, self.hop, LOGMEL_BANDS, pad_mode="constant")
             layers = [nn.Conv1d(LOGMEL_BANDS, widths[-1], 3, padding=1), _ACTIVATIONS[cfg.activation](),
                       nn.Conv1d(widths[-1], widths[-1], 3, padding=1), _ACTIVATIONS[cfg.activation]()]
         else:
@@ -92,11 +93,6 @@ class Encoder(nn.Module):
             raise ValueError(f"input length {wav.shape[-1]} is not a multiple of the hop {self.hop}")
         if self.front is None:
             return self.out(self.residual(self.strided(wav.unsqueeze(1))))
-        # centred frames with zero padding (as a whole-file encode pads), the last one dropped:
-        # frame t covers samples t*hop - 2 hop .. t*hop + 2 hop
-        spec = torch.stft(wav, self.front.n_fft, self.hop, window=torch.hann_window(
-            self.front.n_fft, device=wav.device, dtype=wav.dtype), center=True, pad_mode="constant",
-            return_complex=True).abs()[..., :wav.shape[-1] // self.hop]
-        x = torch.log(torch.matmul(self.front.fb.to(spec.dtype), spec) + 1e-5)
+        x = self.front(wav)[..., :wav.shape[-1] // self.hop]  # frame t: samples t*hop - 2 hop .. t*hop + 2 hop
         x = x - x.mean(-1, keepdim=True) if self.cfg.normalize else (x + 5.0) / 5.0
         return self.out(self.residual(self.strided(x)))

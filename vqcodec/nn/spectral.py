@@ -48,25 +48,26 @@ def _window(n_fft: int, device, dtype=torch.float32) -> torch.Tensor:
     return torch.hann_window(n_fft, device=device, dtype=dtype)
 
 
-def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, pad_mode: str = "reflect") -> torch.Tensor:
     """|STFT| (B, n_fft // 2 + 1, frames) of wav (B, T), Hann window, centred frames."""
     spec = torch.stft(wav, n_fft, hop, window=_window(n_fft, wav.device, wav.dtype), center=True,
-                      return_complex=True)
+                      pad_mode=pad_mode, return_complex=True)
     return spec.abs()
 
 
 class LogMel(nn.Module):
     """log(mel(|STFT|) + eps): (B, T) -> (B, n_mels, frames)."""
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 256, n_mels: int = 80):
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 256, n_mels: int = 80,
+                 pad_mode: str = "reflect"):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
+        self.n_fft, self.hop, self.pad_mode = n_fft, hop, pad_mode
         fb = mel_filterbank(sample_rate, n_fft, n_mels)
         self.register_buffer("fb", torch.from_numpy(fb), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        mag = stft_magnitude(wav, self.n_fft, self.hop)
-        return torch.log(torch.matmul(self.fb, mag) + 1e-5)
+        mag = stft_magnitude(wav, self.n_fft, self.hop, self.pad_mode)
+        return torch.log(torch.matmul(self.fb.to(mag.dtype), mag) + 1e-5)
 
 
 class SpectralLoss(nn.Module):
