@@ -295,3 +295,8 @@ def test_cli_encode_info_decode_convert_with_the_pitch_stream(pitch_path, tmp_pa
     assert r.exit_code == 0, r.output
     r = run.invoke(cli, ["convert", str(src), "--speaker", "us2", "-m", pitch_path, "-o", str(tmp_path / "c2.wav")])
     assert r.exit_code == 0, r.output
+
+
+def test_cli_sample_refuses_a_pitch_model_before_sampling(pitch_path, tmp_path):
+    r = CliRunner().invoke(cli, ["sample", "-o", str(tmp_path / "s.wav"), "--seconds", "0.5", "-m", pitch_path])
+    assert r.exit_code != 0 and "pitch stream" in r.output and not (tmp_path / "s.wav").exists()

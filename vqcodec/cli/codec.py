@@ -582,6 +582,9 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
     if like_path is not None:
         audio.info(like_path)
     codec = _load(model_name)
+    if codec.has_pitch:
+        raise VqcodecError("this model decodes tokens with a pitch stream, which the prior does not sample: "
+                           "`vqcodec sample` needs a model without [model.pitch] (e.g. the default)")
     prior = load_prior(prior_name)
     prior.check_compatible(codec)
     codec.speaker_index(speaker)
