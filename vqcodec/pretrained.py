@@ -11,6 +11,8 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clon
 INSTALLED_DIR = Path(sys.prefix) / "share" / "vqcodec" / "pretrained"  # `pip install .` puts them here
 NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prior.pt",
          "vqcodec-real-v2": "vqcodec-real-v2.pt", "vqcodec-real-v2-prior": "vqcodec-real-v2-prior.pt",
+         # 62.5 tokens/s + pitch stream, 0.88 kbps (recipes/real/lowrate.toml)
+         "vqcodec-real-lowrate": "vqcodec-real-lowrate.pt", "vqcodec-real-lowrate-prior": "vqcodec-real-lowrate-prior.pt",
          # the previous model, kept loadable by name (and its .vqc files decodable)
          "vqcodec-synth-v1": "vqcodec-synth-v1.pt", "vqcodec-synth-v1-prior": "vqcodec-synth-v1-prior.pt"}
 

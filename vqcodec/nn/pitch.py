@@ -69,7 +69,7 @@ def _yin_frames(frames: torch.Tensor, sample_rate: int, window: int, min_lag: in
                 threshold: float, silence_rms: float) -> torch.Tensor:
     N, L = frames.shape
     f = frames.double()  # the difference function subtracts large, nearly equal sums
-    n_fft = 1 << (L + window - 1).bit_length()
+    n_fft = _fast_size(L + window - 1)  # linear (not circular) correlation up to max_lag
     spec = torch.fft.rfft(f, n_fft)
     head = torch.fft.rfft(f[:, :window], n_fft)
     corr = torch.fft.irfft(spec * head.conj(), n_fft)[:, :max_lag + 1]        # r(tau) = sum x_j x_{j+tau}
@@ -94,6 +94,22 @@ def _yin_frames(frames: torch.Tensor, sample_rate: int, window: int, min_lag: in
     rms = (sq[:, window] / window).sqrt()
     voiced &= rms >= silence_rms
     return torch.where(voiced, sample_rate / period, torch.zeros_like(period)).float()
+
+
+def _fast_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: an FFT length as fast as a power of two, often much shorter."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 class PitchQuantizer:
