@@ -180,6 +180,8 @@ class Codec:
             x[max(lo, 0) - lo:max(lo, 0) - lo + len(got)] = got
             f0 = self.model.f0(torch.from_numpy(x).to(self.device).view(1, -1))[0]
             out.append(f0[margin // ph:margin // ph + (b - a) // ph].cpu().numpy())
+            del x, f0
+            release_memory()  # as in _encode_chunks: keeps glibc's heap from growing block by block
         return np.concatenate(out)
 
     def _pitch_stream(self, read, num_samples: int) -> tuple[np.ndarray, float] | None:

@@ -34,7 +34,7 @@ NUM_FEATURES = 2 + 2 * FOURIER_FEATURES
 
 def yin_f0(wav: torch.Tensor, sample_rate: int, hop: int, f0_min: float = 50.0, f0_max: float = 500.0,
            threshold: float = 0.15, silence_rms: float = 0.003, window: int = 400,
-           max_frames: int = 4096) -> torch.Tensor:
+           max_frames: int = 1024) -> torch.Tensor:
     """F0 in Hz (B, P) of wav (B, T), 0 where unvoiced; P = ceil(T / hop), frame p centred on sample
     p * hop + hop // 2 (zeros beyond the ends). Each frame is a function of its own samples only, so
     any split of a file gives the same values. Unvoiced: frame RMS below `silence_rms` (inputs are
