@@ -4,19 +4,20 @@
     python bench/entropy_speed.py --quick                  # fewer lengths, one repeat
     python bench/entropy_speed.py --corpus data/synth/eval_us3 --corpus data/synth/eval_text
     python bench/entropy_speed.py --skip-size --lengths 3.5,10 --chunks 64,128,256   # speed only
+    python bench/entropy_speed.py --model vqcodec-real-lowrate --prior vqcodec-real-lowrate-prior --corpus data/real_eval/eval_en
 
 Speed: tokens of real speech (the shipped example and the corpora, concatenated and cut to 3.5 s,
 10 s, 60 s and 300 s files) coded with the shipped prior (`default-prior`) by
 `codes.to_bytes(tf, coder=...)` and read back by `codes.from_bytes(..., coder_for=...)`: tokens/s
-and x real time (250 tokens/s of audio), against plain bit-packing of the same tokens measured in
+and x real time (the model's tokens/s of audio), against plain bit-packing of the same tokens measured in
 the same process (the baseline row). Each row is the best of --repeats runs. Chunk lengths 64 /
 128 (the default, `entropy.CHUNK`) / 256 show the speed / size trade-off: a chunk starts from an
 empty prior state, so shorter chunks give more parallel streams but cost bits at each start.
 
 Size: every wav of each --corpus (default: data/synth/eval_us3 if present, else
 pretrained/examples) encoded with the shipped model, entropy-coded with the shipped prior, and
-checked to decode to the same tokens: stored bits/token, payload kbps, whole-file kbps (headers
-and CRCs included) and the saving against the 2.25 kbps of plain packing.
+checked to decode to the same tokens: stored bits/token, payload kbps, whole-file kbps (headers,
+voice, pitch stream if any, CRCs) and the saving against plain packing of the tokens.
 """
 from __future__ import annotations
 
@@ -70,13 +71,15 @@ def main() -> None:
                                       "(default 3.5,10,60,300; --quick 3.5,10,60).")
     ap.add_argument("--chunks", help="Comma-separated chunk lengths (default 64,128,256; --quick 128).")
     ap.add_argument("--skip-size", action="store_true", help="Only the speed table.")
+    ap.add_argument("--model", default="default", help="the codec (default: the shipped default)")
+    ap.add_argument("--prior", default="default-prior", help="its prior (default: the shipped default prior)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     corpora = [Path(c) for c in args.corpus] if args.corpus else (
         [ROOT / "data/synth/eval_us3"] if (ROOT / "data/synth/eval_us3").is_dir() else [ROOT / "pretrained/examples"])
 
-    codec = load_model("default")
-    prior = load_prior("default-prior")
+    codec = load_model(args.model)
+    prior = load_prior(args.prior)
     prior.check_compatible(codec)
     print(f"# torch {torch.__version__}, caller threads {torch.get_num_threads()}, {os.cpu_count()} cpus; "
           f"prior {prior.source}; load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
@@ -123,13 +126,15 @@ def main() -> None:
           "decode tokens/CPU-s | bits/token | decode time / plain unpack time |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for seconds in lengths:
-        n = int(seconds * 250)
+        rate = codec.sample_rate / codec.hop
+        n = int(seconds * rate)
         tokens = np.resize(pool, n)
-        tf = codes.TokenFile(tokens, 16000, n * 64, 64, codec.codebook_size, codec.model_id, "")
+        tf = codes.TokenFile(tokens, codec.sample_rate, n * codec.hop, codec.hop, codec.codebook_size,
+                             codec.model_id, "")
         plain = codes.to_bytes(tf)
         t_plain = best_time(lambda: codes.from_bytes(plain), max(repeats, 3))
         print(f"| {seconds:g} s | plain packing (baseline) | {n / best_time(lambda: codes.to_bytes(tf), 3):,.0f} | | "
-              f"{n / t_plain:,.0f} | {n / t_plain / 250:,.0f} | | {codec.bits_per_token} | 1 |")
+              f"{n / t_plain:,.0f} | {n / t_plain / rate:,.0f} | | {codec.bits_per_token} | 1 |")
         for chunk in chunks:
             c = EntropyCoder.from_prior(prior, chunk=chunk)
             data = codes.to_bytes(tf, coder=c)
@@ -138,8 +143,8 @@ def main() -> None:
             cpu_dec = CPU[0]
             assert codes.from_bytes(data, coder_for=c) == tf
             bits = codes.describe(codes.from_bytes(data, coder_for=c))["stored_bits_per_token"]
-            print(f"| {seconds:g} s | {chunk} | {n / t_enc:,.0f} | {n / t_enc / 250:.1f} | {n / t_dec:,.0f} | "
-                  f"{n / t_dec / 250:.1f} | {n / cpu_dec:,.0f} | {bits:.3f} | {t_dec / t_plain:,.0f}x |")
+            print(f"| {seconds:g} s | {chunk} | {n / t_enc:,.0f} | {n / t_enc / rate:.1f} | {n / t_dec:,.0f} | "
+                  f"{n / t_dec / rate:.1f} | {n / cpu_dec:,.0f} | {bits:.3f} | {t_dec / t_plain:,.0f}x |")
     print(f"\n# load after: {os.getloadavg()[0]:.2f}")
 
 

@@ -13,7 +13,8 @@ EXAMPLE = PRETRAINED_DIR / "examples" / "example.wav"
 
 
 def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
-    for name in ("default", "default-prior", "vqcodec-synth-v1", "vqcodec-synth-v1-prior", "vqcodec-real-lowrate"):
+    for name in ("default", "default-prior", "vqcodec-synth-v1", "vqcodec-synth-v1-prior", "vqcodec-real-lowrate",
+                 "vqcodec-real-lowrate-prior"):
         path = PRETRAINED_DIR / NAMES[name]
         assert path.exists(), f"{path} is missing"
         assert path.stat().st_size < 20 * 2 ** 20
@@ -81,6 +82,22 @@ def test_default_prior_pairs_with_the_default_model():
     assert tokens.shape == (20,) and tokens.max() < 512
 
 
+def test_lowrate_prior_entropy_codes_a_lowrate_file_exactly():
+    from vqcodec import codes
+    from vqcodec.api import load_prior
+    from vqcodec.entropy import EntropyCoder
+
+    codec = vqcodec.load_model("vqcodec-real-lowrate")
+    prior = load_prior("vqcodec-real-lowrate-prior")
+    prior.check_compatible(codec)
+    tf = codec.encode_utterance(load(EXAMPLE), 16000)
+    coder = EntropyCoder.from_prior(prior)
+    data = codes.to_bytes(tf, coder=coder)
+    back = codes.from_bytes(data, coder_for=coder)
+    assert back == tf and back.version == 3 and np.array_equal(back.pitch, tf.pitch)
+    assert len(data) < len(codes.to_bytes(tf))
+
+
 def test_shipped_names_resolve_from_an_installed_copy_and_fail_clearly(tmp_path, monkeypatch):
     from vqcodec import pretrained
     from vqcodec.errors import VqcodecError
@@ -95,3 +112,23 @@ def test_shipped_names_resolve_from_an_installed_copy_and_fail_clearly(tmp_path,
     assert pretrained.resolve("default") == tmp_path / "share" / NAMES["default"]
     monkeypatch.setenv("VQCODEC_PRETRAINED", str(tmp_path / "elsewhere"))
     assert pretrained.resolve("default") == tmp_path / "share" / NAMES["default"]  # env dir lacks it: next
+
+
+def test_cli_entropy_coding_picks_the_lowrate_models_own_prior(tmp_path):
+    """`encode --entropy -m vqcodec-real-lowrate` uses vqcodec-real-lowrate-prior without being told,
+    and decode / info find it among the shipped priors."""
+    from click.testing import CliRunner
+
+    from vqcodec import codes
+    from vqcodec.cli import cli
+
+    out = tmp_path / "x.vqc"
+    r = CliRunner().invoke(cli, ["encode", str(EXAMPLE), "-m", "vqcodec-real-lowrate", "--entropy", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["info", str(out)])
+    assert r.exit_code == 0 and "entropy (prior" in r.output, r.output
+    r = CliRunner().invoke(cli, ["decode", str(out), "-m", "vqcodec-real-lowrate", "-o", str(tmp_path / "x.wav")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x.wav").exists()
+    with pytest.raises(Exception):
+        codes.read(out)  # entropy-coded: reading needs the prior

@@ -17,6 +17,18 @@ NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prio
          "vqcodec-synth-v1": "vqcodec-synth-v1.pt", "vqcodec-synth-v1-prior": "vqcodec-synth-v1-prior.pt"}
 
 
+# the prior that entropy-codes each shipped model's tokens (what `encode --entropy` uses by default)
+PRIORS = {"default": "default-prior", "vqcodec-real-v2": "vqcodec-real-v2-prior",
+          "vqcodec-real-lowrate": "vqcodec-real-lowrate-prior", "vqcodec-synth-v1": "vqcodec-synth-v1-prior"}
+# the priors decode / info try, in order, for an entropy-coded file (each is loaded only if needed)
+SHIPPED_PRIORS = ("default-prior", "vqcodec-real-lowrate-prior")
+
+
+def prior_of(model_name: str) -> str:
+    """The shipped prior of a shipped model name; "default-prior" for anything else (a path)."""
+    return PRIORS.get(str(model_name), "default-prior")
+
+
 def search_dirs() -> list[Path]:
     """Where shipped models are looked for: $VQCODEC_PRETRAINED, the clone, the installed copy."""
     env = os.environ.get("VQCODEC_PRETRAINED")

@@ -15,6 +15,7 @@ import numpy as np
 from . import cli
 from .. import audio, codes, progress
 from ..errors import VqcodecError
+from ..pretrained import SHIPPED_PRIORS
 
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
                             help="Shipped model name or checkpoint path.")
@@ -145,8 +146,9 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
               help="Leave outputs that already exist alone (resume encoding a corpus).")
 @click.option("--entropy", is_flag=True,
               help="Entropy-code the tokens with the prior (~2x smaller, same tokens; decoding needs that prior).")
-@click.option("--prior", "prior_name", default="default-prior", show_default=True,
-              help="With --entropy: shipped prior name or checkpoint path.")
+@click.option("--prior", "prior_name", default=None,
+              help="With --entropy: shipped prior name or checkpoint path [default: the shipped model's own "
+                   "prior, e.g. default-prior].")
 def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entropy, prior_name):
     """Encode audio files (or directories of them) to .vqc token files.
 
@@ -163,6 +165,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
       vqcodec encode corpus/ -o tokens/ --skip-existing   # resume after an interruption
       vqcodec encode talk.wav --entropy        # entropy-coded with the shipped prior
       vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
+      vqcodec encode talk.wav -m vqcodec-real-lowrate --entropy   # with vqcodec-real-lowrate-prior
     """
     if force and skip_existing:
         raise VqcodecError("--force and --skip-existing contradict each other")
@@ -176,6 +179,10 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
         _run_batch([], None, "encoding", failures)
         return
     codec = _load(model_name)
+    if entropy and prior_name is None:
+        from ..pretrained import prior_of
+
+        prior_name = prior_of(model_name)
     coder = _entropy_coder(prior_name, codec) if entropy else None
     told = set()
 
@@ -353,7 +360,7 @@ _DECODE_GROUP_TOKENS = 128 * 2500
               help="Output name = input name without .vqc + SUFFIX [default: .decoded.wav next to the "
                    "input (talk.vqc -> talk.decoded.wav, never the talk.wav it came from), .wav under -o DIR].")
 @FORCE_OPTION
-@click.option("--prior", "prior_names", multiple=True, default=("default-prior",), show_default=True,
+@click.option("--prior", "prior_names", multiple=True, default=SHIPPED_PRIORS, show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
 @DECODER_OPTION
 def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names,
@@ -519,7 +526,7 @@ def speakers(model_name):
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--prior", "prior_names", multiple=True, default=("default-prior",), show_default=True,
+@click.option("--prior", "prior_names", multiple=True, default=SHIPPED_PRIORS, show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
 def info(files, prior_names):
     """Print the header of .vqc token files: duration, tokens, bits per token, bitrate, model.
