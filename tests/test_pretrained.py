@@ -54,6 +54,7 @@ def test_lowrate_model_round_trips_the_example_through_a_version_3_file(tmp_path
     tf = codec.encode_utterance(wav, 16000)
     assert len(tf.tokens) == -(-len(wav) // 256) and tf.pitch.shape == tf.tokens.shape
     assert 60 < tf.f0_median < 250                       # us3 is a low male voice
+    assert codec.encode_utterance(wav, 16000, chunk_seconds=0.5) == tf   # chunked == whole, pitch too
     back = codes.read(codes.write(tmp_path / "x.vqc", tf))
     assert back == tf and back.version == 3
     out = codec.decode_file(back)
