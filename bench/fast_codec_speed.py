@@ -116,7 +116,7 @@ def seams(codec, folder: str, limit_s: float = 120.0) -> None:
 
     tokens = torch.as_tensor(tf.tokens)
     pitch = codec._pitch_features(tokens, tf.pitch, None, tf.f0_median) if tf.pitch_levels else None
-    one_pass = codec._decode_fast(tokens, from_bytes(tf.voice), chunk_tokens=10 ** 9, pitch=pitch)
+    one_pass = codec._decode_fast(tokens, from_bytes(tf.voice), chunk_tokens=10 ** 9, pitch_features=pitch)
     one_pass = one_pass[:tf.num_samples] * np.float32(tf.gain)
     max_diff = float(np.abs(out - one_pass).max())
     a, b = log_mel(wav), log_mel(out)  # (frames, mels) at eval's hop

@@ -7,14 +7,14 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from test_v2 import SPEAKERS, tiny_v2_config, varied
+from test_v2 import SPEAKERS, make_model, tiny_v2_config, varied
 from vqcodec import checkpoint, codes
 from vqcodec.api import from_checkpoint
 from vqcodec.cli import cli
 from vqcodec.errors import FormatError, VqcodecError
 from vqcodec.models.vqvae import VQVAE
 from vqcodec.nn.pitch import NUM_FEATURES, PitchQuantizer, pitch_features, yin_f0
-from vqcodec.tasks import VQVAETask, level_gain
+from vqcodec.tasks import VQVAETask
 
 SR = 16000
 
@@ -122,19 +122,7 @@ def pitch_config(out_dir: str = "", **train):
 
 
 def make_pitch_model(seed: int = 0):
-    cfg = pitch_config()
-    torch.manual_seed(seed)
-    model = VQVAE(cfg.model, len(SPEAKERS)).eval()
-    with torch.no_grad():
-        for name, p in model.fast_decoder.named_parameters():
-            if name.endswith(("scale.weight", "shift.weight")) or name.startswith("pitch_inp"):
-                p.normal_(0, 0.3)
-        wav = varied(3.0, seed + 10)
-        wav = wav * level_gain(wav, 0.1)
-        z = model.encoder(torch.from_numpy(wav[: len(wav) // 64 * 64]).view(1, -1))[0].T
-        idx = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))[:16]
-        model.quantizer.codebook.data.copy_(z[idx])
-    return cfg, model
+    return make_model(seed, pitch_config())
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +206,8 @@ def test_chunked_fast_decode_with_pitch_matches_whole(codec):
     feats = codec._pitch_features(torch.as_tensor(tf.tokens), tf.pitch, None, tf.f0_median)
     from vqcodec.nn import voice as voice_codec
     v = voice_codec.from_bytes(tf.voice)
-    whole = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch=feats, chunk_tokens=10 ** 6)
-    chunked = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch=feats, chunk_tokens=97)
+    whole = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=10 ** 6)
+    chunked = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=97)
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
 
 

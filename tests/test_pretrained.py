@@ -131,5 +131,7 @@ def test_cli_entropy_coding_picks_the_lowrate_models_own_prior(tmp_path):
     r = CliRunner().invoke(cli, ["decode", str(out), "-m", "vqcodec-real-lowrate", "-o", str(tmp_path / "x.wav")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x.wav").exists()
-    with pytest.raises(Exception):
+    from vqcodec.errors import FormatError
+
+    with pytest.raises(FormatError, match="entropy-coded with prior"):
         codes.read(out)  # entropy-coded: reading needs the prior

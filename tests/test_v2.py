@@ -39,13 +39,15 @@ def varied(seconds: float, seed: int, level: float = 1.0) -> np.ndarray:
     return (level * np.clip(env * (noise + tone(seconds, 170 + 50 * seed, seed=seed)[:n]), -1, 1)).astype(np.float32)
 
 
-def make_model(seed: int = 0):
-    cfg = tiny_v2_config()
+def make_model(seed: int = 0, cfg=None):
+    """A tiny v2 model (of `cfg`, default tiny_v2_config()) whose voice (and pitch) inputs matter and
+    whose codebook is spread over speech-like encoder outputs."""
+    cfg = cfg or tiny_v2_config()
     torch.manual_seed(seed)
     model = VQVAE(cfg.model, len(SPEAKERS)).eval()
     with torch.no_grad():  # the voice's scale/shift start at identity: give them a random effect
         for name, p in model.fast_decoder.named_parameters():
-            if name.endswith(("scale.weight", "shift.weight")):
+            if name.endswith(("scale.weight", "shift.weight")) or name.startswith("pitch_inp"):
                 p.normal_(0, 0.3)
     wav = varied(3.0, seed + 10)
     wav = wav * level_gain(wav, 0.1)

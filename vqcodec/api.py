@@ -22,6 +22,7 @@ from .errors import AudioError, VqcodecError
 from .generate import decode_segments, release_memory
 from .models.vqvae import VQVAE
 from .nn import voice as voice_codec
+from .nn.pitch import yin_frame_length
 from .tasks import level_gain
 
 VOICE_MAX_SECONDS = 60       # the voice vector of a file is taken from its first minute
@@ -163,14 +164,15 @@ class Codec:
                                speaker=speaker, gain=float(np.float32(gain)), voice=voice, **extra)
 
     @torch.inference_mode()
-    def _f0(self, read, num_samples: int, block_seconds: float = 60.0) -> np.ndarray:
+    def _f0(self, read, num_samples: int, block_seconds: float = 60.0) -> torch.Tensor:
         """F0 (Hz, 0 unvoiced) of every pitch frame of samples [0, num_samples), read block by block
         with a margin of real audio each side (zeros past the ends): equal to a whole-file pass,
         since each frame depends on its own samples only."""
         ph = self.model.pitch_hop
         frames = -(-num_samples // ph)
         block = max(1, int(block_seconds * self.sample_rate) // ph) * ph
-        margin = -(-(2 * self.sample_rate // 50 + 1024) // ph) * ph  # > a YIN frame's half length
+        p = self.config.model.pitch
+        margin = -(-yin_frame_length(self.sample_rate, p.f0_min) // ph) * ph  # > a YIN frame's half length
         out = []
         for a in range(0, frames * ph, block):
             b = min(a + block, frames * ph)
@@ -179,30 +181,28 @@ class Codec:
             got = read(max(lo, 0), min(hi, num_samples))
             x[max(lo, 0) - lo:max(lo, 0) - lo + len(got)] = got
             f0 = self.model.f0(torch.from_numpy(x).to(self.device).view(1, -1))[0]
-            out.append(f0[margin // ph:margin // ph + (b - a) // ph].cpu().numpy())
+            out.append(f0[margin // ph:margin // ph + (b - a) // ph].cpu())
             del x, f0
             release_memory()  # as in _encode_chunks: keeps glibc's heap from growing block by block
-        return np.concatenate(out)
+        return torch.cat(out)[None]
 
     def _pitch_stream(self, read, num_samples: int) -> tuple[np.ndarray, float] | None:
         """(levels, median F0) of level-normalised audio for models with a pitch stream, else None."""
         if not self.has_pitch:
             return None
-        from .nn.pitch import PitchQuantizer
-
-        f0 = torch.from_numpy(self._f0(read, num_samples))[None]
-        median = PitchQuantizer.median(f0)
-        levels = self.model.pitch_quantizer.quantize(f0, median)[0].numpy()
-        return levels.astype(np.int64), float(np.float32(median[0]))
+        levels, median = self.model.pitch_of_f0(self._f0(read, num_samples))
+        return levels[0].numpy().astype(np.int64), float(np.float32(median[0]))
 
     def median_f0_of(self, wav: np.ndarray, sample_rate: int) -> float:
         """The median F0 in Hz of a recording's voiced frames (0.0 if none): with the voice vector, what
         `convert --like` takes from the reference on models with a pitch stream."""
         if not self.has_pitch:
             raise VqcodecError("this model has no pitch stream")
+        from .nn.pitch import PitchQuantizer
+
         wav = self.prepare(wav, sample_rate)
         x = wav * np.float32(self.gain_of(wav))
-        return self._pitch_stream(lambda lo, hi: x[lo:hi], len(x))[1]
+        return float(np.float32(PitchQuantizer.median(self._f0(lambda lo, hi: x[lo:hi], len(x)))[0]))
 
     def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens of an audio file, read from disk one chunk at a time when it is already at the
@@ -365,7 +365,7 @@ class Codec:
             seqs.append(t)
         if name == "fast":
             feats = [self._pitch_features(t, p, s, m) for t, p, s, m in zip(seqs, pitches, speakers, f0_medians)]
-            wavs = [self._decode_fast(t, c, progress, pitch=f) for t, c, f in zip(seqs, conds, feats)]
+            wavs = [self._decode_fast(t, c, progress, pitch_features=f) for t, c, f in zip(seqs, conds, feats)]
         else:
             wavs = decode_segments(self.model, seqs, conds, temperature=temperature, seed=seed,
                                    max_batch=max_batch, progress=progress)
@@ -386,12 +386,10 @@ class Codec:
         if pitch is None:
             raise VqcodecError("this model decodes tokens with their pitch stream (a .vqc file of this model "
                                "holds it); none was given")
-        levels = np.asarray(pitch)
-        every, n = self.config.model.pitch.every, len(tokens)
-        if levels.shape != (-(-n // every),):
-            raise VqcodecError(f"pitch stream has shape {levels.shape}; {n} tokens need ({-(-n // every)},)")
-        if levels.size and (levels.min() < 0 or levels.max() >= self.config.model.pitch.levels):
-            raise VqcodecError(f"pitch values must lie in [0, {self.config.model.pitch.levels})")
+        levels, n = np.asarray(pitch), len(tokens)
+        problem = codes.pitch_stream_problem(levels, n, self.config.model.pitch.every, self.config.model.pitch.levels)
+        if problem:
+            raise VqcodecError(problem)
         if speaker is not None:
             f0_median = self.f0_medians.get(speaker)
         if f0_median is None or not np.isfinite(f0_median) or f0_median < 0:
@@ -402,7 +400,7 @@ class Codec:
 
     @torch.inference_mode()
     def _decode_fast(self, tokens: torch.Tensor, voice: torch.Tensor, progress: bool = False,
-                     chunk_tokens: int = FAST_CHUNK_TOKENS, pitch: torch.Tensor | None = None) -> np.ndarray:
+                     chunk_tokens: int = FAST_CHUNK_TOKENS, pitch_features: torch.Tensor | None = None) -> np.ndarray:
         """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
         side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
         memory stays bounded with no audible seams."""
@@ -418,8 +416,8 @@ class Codec:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
-                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v,
-                                             features=None if pitch is None else pitch[..., lo:hi])[0]
+                feats = None if pitch_features is None else pitch_features[..., lo:hi]
+                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v, feats)[0]
                 out[a * hop:b * hop] = wav[(a - lo) * hop:(b - lo) * hop].cpu().numpy()
                 bar.update((b - a) * hop / self.sample_rate)
         return out
@@ -438,9 +436,7 @@ class Codec:
             median = self.median_f0_of(like, rate) if self.has_pitch else None
         else:
             self.speaker_index(speaker)
-        tf = self.encode_utterance(wav, sample_rate)
-        return self.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples,
-                           pitch=tf.pitch if self.has_pitch else None, f0_median=median, **kw)
+        return self.decode_file(self.encode_utterance(wav, sample_rate), speaker, voice=voice, f0_median=median, **kw)
 
 
 def from_checkpoint(state: dict, source: str = "", device: str | torch.device = "cpu") -> Codec:

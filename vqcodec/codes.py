@@ -173,14 +173,9 @@ class TokenFile:
         if not 3 <= self.pitch_levels <= 255 or not 1 <= self.pitch_every <= 255:
             raise FormatError(f"pitch levels must lie in [3, 255] and pitch every in [1, 255], "
                               f"got {self.pitch_levels} and {self.pitch_every}")
-        if pitch.ndim != 1 or (pitch.size and not np.issubdtype(pitch.dtype, np.integer)):
-            raise FormatError(f"pitch must be a 1-D integer array, got shape {pitch.shape}, dtype {pitch.dtype}")
-        expected = -(-len(self.tokens) // self.pitch_every)
-        if pitch.size != expected:
-            raise FormatError(f"pitch stream has {pitch.size} values; {len(self.tokens)} tokens at "
-                              f"{self.pitch_every} per value need {expected}")
-        if pitch.size and (pitch.min() < 0 or pitch.max() >= self.pitch_levels):
-            raise FormatError(f"pitch values must lie in [0, {self.pitch_levels})")
+        problem = pitch_stream_problem(pitch, len(self.tokens), self.pitch_every, self.pitch_levels)
+        if problem:
+            raise FormatError(problem)
         median = float(np.float32(self.f0_median))
         if not math.isfinite(median) or median < 0:
             raise FormatError(f"median F0 must be finite and >= 0, got {self.f0_median!r}")
@@ -220,6 +215,20 @@ class TokenFile:
         """Bit-packed payload bits per second: bits_per_token * (sample_rate / hop). Header and CRC
         excluded; `describe` gives what an entropy-coded file actually stores."""
         return self.bits_per_token * self.tokens_per_s
+
+
+def pitch_stream_problem(pitch: np.ndarray, num_tokens: int, every: int, levels: int) -> str | None:
+    """Why `pitch` cannot be the pitch stream of `num_tokens` tokens (one value per `every` tokens,
+    values in [0, levels)), or None. The one check of a pitch stream: files and the decode API."""
+    if pitch.ndim != 1 or (pitch.size and not np.issubdtype(pitch.dtype, np.integer)):
+        return f"pitch must be a 1-D integer array, got shape {pitch.shape}, dtype {pitch.dtype}"
+    expected = -(-num_tokens // every)
+    if pitch.size != expected:
+        return (f"pitch stream has shape {pitch.shape}; {num_tokens} tokens at {every} per value "
+                f"need ({expected},)")
+    if pitch.size and (pitch.min() < 0 or pitch.max() >= levels):
+        return f"pitch values must lie in [0, {levels})"
+    return None
 
 
 # --------------------------------------------------------------------------- bit packing
@@ -374,12 +383,7 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
     if version == PITCH_VERSION:
         _read_pitch(tf, h, num_tokens, source)
     if coding == PLAIN:
-        pad = len(payload) * 8 - num_tokens * bits
-        if pad and payload[-1] & ((1 << pad) - 1):
-            raise FormatError(f"{source}: corrupt payload (non-zero padding bits)")
-        tokens = unpack_bits(payload, bits, num_tokens)
-        if tokens.size and tokens.max() >= k:
-            raise FormatError(f"{source}: token value {int(tokens.max())} outside the codebook (K={k})")
+        tokens = _unpack_checked(payload, bits, num_tokens, k, source, "payload", "token", f"the codebook (K={k})")
     else:
         coder = _coder(coder_for, tf.prior_id, source)
         tokens = coder.decode(payload, tf, num_tokens, h["chunk"], h["batch"], source=source)
@@ -391,19 +395,26 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
     return tf
 
 
+def _unpack_checked(data: bytes, bits: int, count: int, k: int, source: str, what: str, value: str,
+                    allowed: str) -> np.ndarray:
+    """`count` bit-packed values below `k`: the padding bits must be zero (one packing per list) and
+    every value in range, or a FormatError naming `what` (the stream), `value` and the `allowed` range."""
+    pad = len(data) * 8 - count * bits
+    if pad and data[-1] & ((1 << pad) - 1):
+        raise FormatError(f"{source}: corrupt {what} (non-zero padding bits)")
+    values = unpack_bits(data, bits, count)
+    if values.size and values.max() >= k:
+        raise FormatError(f"{source}: {value} value {int(values.max())} outside {allowed}")
+    return values
+
+
 def _read_pitch(tf: TokenFile, h: dict, num_tokens: int, source: str) -> None:
     levels, every, median = h["pitch_levels"], h["pitch_every"], h["f0_median"]
     if levels < 3 or every < 1 or not (math.isfinite(median) and median >= 0):
         raise FormatError(f"{source}: inconsistent header (pitch levels {levels}, every {every}, "
                           f"median F0 {median})")
-    bits, count = bits_per_token(levels), -(-num_tokens // every)
-    data = h["pitch"]
-    pad = len(data) * 8 - count * bits
-    if pad and data[-1] & ((1 << pad) - 1):
-        raise FormatError(f"{source}: corrupt pitch stream (non-zero padding bits)")
-    values = unpack_bits(data, bits, count)
-    if values.size and values.max() >= levels:
-        raise FormatError(f"{source}: pitch value {int(values.max())} outside [0, {levels})")
+    values = _unpack_checked(h["pitch"], bits_per_token(levels), -(-num_tokens // every), levels, source,
+                             "pitch stream", "pitch", f"[0, {levels})")
     tf.pitch, tf.pitch_levels, tf.pitch_every, tf.f0_median = values, levels, every, median
 
 

@@ -202,8 +202,9 @@ class VQVAETask(_CropTask):
         for wav in self.quality_clips():
             x = torch.from_numpy(wav).to(device).view(1, -1)
             voice = model.voice(x) if model.voice_encoder is not None else None
-            pitch = model.pitch(x) if model.has_pitch else None
-            out = model.decode_fast(model.encode(x), voice, pitch)[0].cpu().numpy()
+            codes = model.encode(x)
+            pitch = model.pitch_input(model.pitch(x), codes.shape[1]) if model.has_pitch else None
+            out = model.decode_fast(codes, voice, pitch)[0].cpu().numpy()
             sr = self.cfg.model.sample_rate
             for name, fn in (("pesq_wb", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
                 try:

@@ -6,10 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=runs/real
 
-[ -f data/real/MANIFEST.tsv ] || vqcodec corpus real data/real --deb-dir data/debs
-[ -d data/real_eval/eval_en ] || vqcodec corpus real data/real_eval --eval --deb-dir data/debs
-[ -d data/synth/train ] || vqcodec corpus synth data/synth/train --hours 1
-[ -d data/synth/eval_us3 ] || vqcodec corpus synth data/synth/eval_us3 --hours 0.03 --voices us3 --text heldout
+bash recipes/real/corpora.sh
 
 # stage 1: tokenizer + voice encoder + fast decoder, spectral losses, quality logged as it trains
 vqcodec train vqvae recipes/real/config.toml --resume

@@ -6,10 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=runs/real
 
-[ -f data/real/MANIFEST.tsv ] || vqcodec corpus real data/real --deb-dir data/debs
-[ -d data/real_eval/eval_en ] || vqcodec corpus real data/real_eval --eval --deb-dir data/debs
-[ -d data/synth/train ] || vqcodec corpus synth data/synth/train --hours 1
-[ -d data/synth/eval_us3 ] || vqcodec corpus synth data/synth/eval_us3 --hours 0.03 --voices us3 --text heldout
+bash recipes/real/corpora.sh
 
 vqcodec train vqvae recipes/real/lowrate.toml --resume                      # 9000 steps, ~42 min on 2 CPU cores
 vqcodec encode-corpus recipes/real/lowrate.toml -o data/lowrate_tokens --model $R/lowrate2/checkpoint.pt \

@@ -494,9 +494,8 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     def work(src: Path, dst: Path):
         tf = codec.encode_file_utterance(src)
         start = time.perf_counter()
-        wav = codec.decode(tf.tokens, speaker, voice=voice, gain=tf.gain, num_samples=tf.num_samples,
-                           temperature=temperature, seed=seed, progress=len(jobs) == 1, decoder=decoder,
-                           pitch=tf.pitch if tf.pitch_levels else None, f0_median=median)
+        wav = codec.decode_file(tf, speaker, voice=voice, f0_median=median, temperature=temperature, seed=seed,
+                                progress=len(jobs) == 1, decoder=decoder)
         elapsed = time.perf_counter() - start
         audio.save(dst, wav, codec.sample_rate, force=force)
         if len(jobs) == 1:

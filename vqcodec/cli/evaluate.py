@@ -264,9 +264,8 @@ def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_
         if encoded.get("wav") is not wav:
             encoded.update(wav=wav, tf=codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr))
         tf = encoded["tf"]
-        out = codec.decode(tf.tokens, voice=voices[voice_name], gain=tf.gain, num_samples=tf.num_samples,
-                           temperature=temperature, seed=seed, decoder=decoder,
-                           pitch=tf.pitch if tf.pitch_levels else None, f0_median=medians.get(voice_name))
+        out = codec.decode_file(tf, voice=voices[voice_name], f0_median=medians.get(voice_name),
+                                temperature=temperature, seed=seed, decoder=decoder)
         return resample(np.asarray(out, dtype=np.float32).reshape(-1), int(codec.sample_rate), sr)
 
     speaker_refs = {s: ps[:refs_per_speaker + 1] for s, ps in by_speaker.items()}  # +1: the source is left out

@@ -135,9 +135,12 @@ class VQVAE(nn.Module):
 
     def pitch(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pitch stream of level-normalised wav (B, T): levels (B, P) and median F0 (B,) in Hz."""
+        return self.pitch_of_f0(self.f0(wav))
+
+    def pitch_of_f0(self, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F0 (B, P) in Hz -> the pitch stream: levels (B, P) and median F0 (B,)."""
         if not self.has_pitch:
             raise ValueError("this model has no pitch stream")
-        f0 = self.f0(wav)
         median = PitchQuantizer.median(f0)
         return self.pitch_quantizer.quantize(f0, median), median
 
@@ -146,15 +149,12 @@ class VQVAE(nn.Module):
         return self.conditioning(self.quantizer.lookup(codes))
 
     def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None,
-                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    features: torch.Tensor | None = None) -> torch.Tensor:
+                    pitch_features: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, T) + voice (B, V) -> wav (B, T * hop), deterministic. Models with a pitch stream
-        also take `pitch` (levels (B, ceil(T / every)), median F0 (B,)) or its `features` (pitch_input)."""
+        also take its features (B, F, T) (`pitch_input`)."""
         if self.fast_decoder is None:
             raise ValueError("this model has no fast decoder")
-        if features is None and (pitch is not None or self.has_pitch):
-            features = self.pitch_input(pitch, codes.shape[1])
-        return self.fast_decoder(self.quantizer.lookup(codes), voice, features)
+        return self.fast_decoder(self.quantizer.lookup(codes), voice, pitch_features)
 
     def pitch_input(self, pitch, num_tokens: int) -> torch.Tensor:
         """The fast decoder's pitch features (B, F, num_tokens) from (levels, median F0)."""
