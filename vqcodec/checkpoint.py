@@ -60,7 +60,7 @@ _V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss", "pitch")
 _TRAINING_ONLY_MODEL_KEYS = ("invariance",)  # shape the weights (hashed), not how tokens are computed
 _V2_ENCODER_KEYS = ("widths", "activation")
 # keys added after models were shipped: left out of the hash at their defaults (old ids kept)
-_LATER_DEFAULTS = {"encoder": {"input": "wave", "normalize": False}, "voice": {"norm": "tanh"}}
+_LATER_DEFAULTS = {"encoder": {"input": "wave", "normalize": False}, "voice": {"norm": "tanh", "input": "logmel"}}
 
 
 def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:

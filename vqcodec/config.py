@@ -68,6 +68,9 @@ class VoiceConfig:
     n_mels: int = 80
     norm: str = "tanh"           # tanh: linear -> tanh (the shipped models: its outputs saturate at
                                  # 0/255 and stop learning); layernorm: linear -> LayerNorm -> tanh
+    input: str = "logmel"        # logmel: learned convs over the utterance's log-mel; dvector: a frozen,
+                                 # pretrained GE2E speaker encoder (resemblyzer's weights, carried in the
+                                 # checkpoint) -> a learned MLP (nn/dvector.py)
 
 
 @dataclass
@@ -98,6 +101,14 @@ class InvarianceConfig:
     adversary_weight: float = 0.0  # > 0: speaker classifier on z_e; the encoder gets -weight x its gradient
     voice_speaker_weight: float = 0.0  # > 0: a speaker classifier on the voice vector, its loss x weight
                                  # added: the vector must tell the training voices apart
+    # Speaker perturbation of the encoder's analysis input (log-mel encoders; issue 20): per crop a
+    # random formant shift, an independent pitch shift and a random EQ; the target stays the clean crop.
+    formant_shift: float = 0.0   # > 0: spectral envelope scaled by a ratio log-uniform in [1/(1+x), 1+x]
+    pitch_shift: float = 0.0     # > 0: harmonic fine structure (F0) scaled likewise, independently
+    eq_db: float = 0.0           # > 0: random parametric EQ, bells of +-eq_db dB and shelves of +-eq_db/2
+    eq_peaks: int = 4            # bells per EQ curve
+    consistency_weight: float = 0.0  # > 0: mean squared distance between z_e of two perturbations of
+                                 # the same crop, x weight, added to the loss (needs a perturbation)
 
 
 @dataclass
@@ -167,6 +178,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     num_workers: int = 0
     checkpoint_every: int = 500
+    keep_every: int = 0          # > 0: also keep a copy checkpoint-STEP.pt every N steps (a short study's curve)
     valid_every: int = 500
     valid_batches: int = 8
     log_every: int = 10

@@ -101,16 +101,62 @@ class VQVAETask(_CropTask):
         wav = self._to_tensor(crops) * torch.from_numpy(gains[picks]).float()[:, None]
         if not self.cfg.model.voice.dim:
             return wav, torch.from_numpy(spk)
+        takes_dvector = self.cfg.model.voice.input == "dvector"
         refs = np.zeros((len(picks), self.voice_window), dtype=np.float32)
+        others_picked = []
         for b, i in enumerate(picks):
             same = self._by_speaker[name][spk[b]]
             others = [j for j in same if j != i] or same
             j = others[int(rng.integers(0, len(others)))]
+            others_picked.append(j)
+            if takes_dvector:
+                continue
             seq = np.asarray(items[j][0])
             start = int(rng.integers(0, max(1, len(seq) - self.voice_window + 1)))
             crop = self._to_tensor(np.asarray(seq[start:start + self.voice_window])[None]).numpy()[0]
             refs[b] = np.resize(crop, self.voice_window) * gains[j]  # short clips repeat
+        if takes_dvector:  # the other utterance's precomputed d-vector (nn/dvector.py)
+            return wav, torch.from_numpy(spk), torch.from_numpy(self.dvectors(name)[others_picked])
         return wav, torch.from_numpy(spk), torch.from_numpy(refs)
+
+    DVECTOR_SECONDS = 10.0
+
+    def dvectors(self, name: str) -> np.ndarray:
+        """(items, 256) d-vectors of the first 10 s of every train or valid utterance, computed once
+        with resemblyzer's speaker encoder (a model with voice.input = "dvector" trains its voice
+        path on them) and kept in the cache folder, keyed by the items' lengths."""
+        if getattr(self, "_dvectors", None) is None:
+            self._dvectors = {}
+        if name not in self._dvectors:
+            import hashlib
+            from pathlib import Path
+
+            from .nn.dvector import SpeakerEmbedder
+            from .progress import bar
+
+            items = self.train_items if name == "train" else self.valid_items
+            n = int(self.DVECTOR_SECONDS * self.cfg.model.sample_rate)
+            key = hashlib.sha256(np.array([min(len(a), n) for a, _ in items], dtype=np.int64).tobytes()
+                                 + repr(sorted(self._by_speaker[name].items())).encode()).hexdigest()[:16]
+            cache = Path(self.cfg.data.cache_dir or Path(self.cfg.train.out_dir) / "cache") / f"dvectors-{key}.npy"
+            if cache.is_file():
+                self._dvectors[name] = np.load(cache)
+            else:
+                embedder = SpeakerEmbedder(self.cfg.model.sample_rate)
+                embedder.load_pretrained()
+                out = np.zeros((len(items), 256), dtype=np.float32)
+                with torch.no_grad():
+                    for i, (seq, _) in enumerate(bar(items, desc=f"d-vectors ({name})", unit="utt")):
+                        wav = self._to_tensor(np.asarray(seq[:n])[None])
+                        if wav.shape[1] < 400:
+                            wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[1]))
+                        out[i] = embedder(wav)[0].numpy()
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(cache.name + ".tmp.npy")
+                np.save(tmp, out)
+                tmp.replace(cache)
+                self._dvectors[name] = out
+        return self._dvectors[name]
 
     @staticmethod
     def _to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -120,6 +166,8 @@ class VQVAETask(_CropTask):
 
     def build_model(self) -> VQVAE:
         model = VQVAE(self.cfg.model, len(self.speakers))
+        if getattr(model.voice_encoder, "takes_dvector", False) and not self.cfg.train.init:
+            model.voice_encoder.embedder.load_pretrained()  # resume / init: the checkpoint carries them
         if self.cfg.train.init:
             from . import checkpoint
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -136,6 +137,8 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             "history": history})
+        if cfg.train.keep_every and step % cfg.train.keep_every == 0:
+            shutil.copyfile(ckpt_path, out_dir / f"checkpoint-{step}.pt")
 
     try:
         while step < end:

@@ -25,8 +25,11 @@ def corpus():
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: cores].")
 @click.option("--text", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
               help="Sentence pool: training sentences, or the ~2% never used for training.")
+@click.option("--parallel", type=click.IntRange(min=0), default=0, metavar="N",
+              help="A parallel set instead of --hours: every voice reads the same N sentences, saved "
+                   "under the same names (VOICE/p00000.wav ...), for `eval-convert --like-refs`.")
 @click.option("--list-voices", is_flag=True, help="Print the known speakers and exit.")
-def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
+def synth_cmd(out_dir, hours, voices, seed, jobs, text, parallel, list_voices):
     """Synthesize an offline multi-speaker corpus with exact phone alignments.
 
     Writes OUT_DIR/SPEAKER/UTT.wav (16 kHz), UTT.TextGrid (tier "phones", ARPAbet-39 + sil)
@@ -37,6 +40,7 @@ def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
       vqcodec corpus synth data/synth --hours 1
       vqcodec corpus synth data/eval_us3 --hours 0.1 --voices us3 --text heldout
       vqcodec corpus synth data/more --hours 0.5 --voices us1,us2,en1,esp_m3,esp_f2,esp_gb_m7
+      vqcodec corpus synth data/parallel --parallel 12 --text heldout --voices us3,esp_m3,esp_f2,esp_gb_m7
     """
     from ..data import synth
 
@@ -50,7 +54,8 @@ def synth_cmd(out_dir, hours, voices, seed, jobs, text, list_voices):
     if not out_dir:
         raise click.UsageError("missing argument OUT_DIR")
     names = [v.strip() for v in voices.split(",") if v.strip()] if voices else None
-    summary = synth.synthesize(out_dir, hours=hours, voices=names, seed=seed, jobs=jobs, text=text)
+    summary = synth.synthesize(out_dir, hours=hours, voices=names, seed=seed, jobs=jobs, text=text,
+                               parallel=parallel)
     click.echo(f"{summary['utterances']} utterances, {summary['seconds'] / 3600:.2f} h, "
                f"speakers: {', '.join(summary['speakers'])} -> {out_dir}")
 

@@ -260,12 +260,16 @@ def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_
     encoded: dict = {}
 
     def convert(wav, sr, voice_name):
+        """voice_name None: the source decoded with its own voice (for the swap sensitivity)."""
         # each source is converted to every voice in a row: encode it once (keyed on the array object)
         if encoded.get("wav") is not wav:
             encoded.update(wav=wav, tf=codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr))
         tf = encoded["tf"]
-        out = codec.decode_file(tf, voice=voices[voice_name], f0_median=medians.get(voice_name),
-                                temperature=temperature, seed=seed, decoder=decoder)
+        if voice_name is None:
+            out = codec.decode_file(tf, temperature=temperature, seed=seed, decoder=decoder)
+        else:
+            out = codec.decode_file(tf, voice=voices[voice_name], f0_median=medians.get(voice_name),
+                                    temperature=temperature, seed=seed, decoder=decoder)
         return resample(np.asarray(out, dtype=np.float32).reshape(-1), int(codec.sample_rate), sr)
 
     speaker_refs = {s: ps[:refs_per_speaker + 1] for s, ps in by_speaker.items()}  # +1: the source is left out
@@ -274,7 +278,8 @@ def _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_
                err=True)
     result = report.evaluate_like_conversion(sources, recorder, targets, speaker_refs, out_dir, align=not no_align,
                                              notes=notes, progress=not quiet, echo=click.echo,
-                                             source_label=str(like_refs))
+                                             source_label=str(like_refs),
+                                             resynthesize=lambda wav, sr: convert(wav, sr, None))
     html.write_convert_page(out_dir, result, recorder, {t.name: t.reference for t in targets}, report.SAMPLE_RATE,
                             source=str(data_dir))
     click.echo(f"wrote {out_dir / 'convert.json'}, convert.csv, index.html", err=True)

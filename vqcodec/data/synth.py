@@ -398,25 +398,45 @@ def plan(hours: float, voices: list[str] | tuple[str, ...] = DEFAULT_VOICES, see
     return jobs
 
 
+def plan_parallel(count: int, voices: list[str] | tuple[str, ...], seed: int = 0, text: str = "heldout",
+                  pool: ProcessPoolExecutor | None = None) -> list[tuple[Job, float]]:
+    """Every voice reads the same `count` sentences, each under the same utterance name in every
+    voice's folder (p00000, p00001, ...): a parallel set, for scoring voice conversion against the
+    target voice's own reading of the same sentence."""
+    chosen = sentences(seed, text, salt="parallel")[:count]
+    if len(chosen) < count:
+        raise VqcodecError(f"only {len(chosen)} {text} sentences for a parallel set of {count}")
+    jobs: list[tuple[Job, float]] = []
+    for name in voices:
+        args = [(get_speaker(name).name, s) for s in chosen]
+        phos = list(pool.map(_pho_rows, args)) if pool else [_pho_rows(a) for a in args]
+        for i, (s, rows) in enumerate(zip(chosen, phos)):
+            jobs.append((Job("", name, f"p{i:05d}", s, rows), sum(d for _, d, _ in rows) / 1000.0))
+    return jobs
+
+
 def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
                voices: list[str] | tuple[str, ...] | None = None, seed: int = 0,
-               jobs: int | None = None, text: str = "train", progress: bool = True) -> dict:
+               jobs: int | None = None, text: str = "train", progress: bool = True,
+               parallel: int = 0) -> dict:
     """Make the corpus under out_dir (OUT/SPEAKER/UTT.wav + .TextGrid + .txt).
 
-    Resumable (finished utterances are skipped) and deterministic for a seed. Returns a summary
-    dict: speakers, utterances, seconds.
+    parallel > 0: instead of `hours`, every voice reads the same `parallel` sentences under the
+    same names (plan_parallel). Resumable (finished utterances are skipped) and deterministic for a
+    seed. Returns a summary dict: speakers, utterances, seconds.
     """
     from tqdm import tqdm
 
     voices = tuple(dict.fromkeys(voices)) if voices else DEFAULT_VOICES
-    if hours <= 0:
-        raise VqcodecError("--hours must be positive")
+    if hours <= 0 or parallel < 0:
+        raise VqcodecError("--hours must be positive and --parallel not negative")
     check_tools(voices)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ProcessPoolExecutor(n_jobs) as ex:
-        planned = plan(hours, voices, seed, text, pool=ex, progress=progress)
+        planned = (plan_parallel(parallel, voices, seed, text, pool=ex) if parallel
+                   else plan(hours, voices, seed, text, pool=ex, progress=progress))
         work = [Job(str(out_dir), j.speaker, j.utt_id, j.text, j.rows) for j, _ in planned]
         seconds = 0.0
         bar = tqdm(total=len(work), unit="utt", disable=not progress, desc="synth")
@@ -430,4 +450,4 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
 
 __all__ = ["Speaker", "SPEAKERS", "DEFAULT_VOICES", "HELDOUT_VOICES", "ESPEAK_VOICES", "check_tools",
            "get_speaker", "clean_sentence", "all_sentences", "sentences", "is_heldout_text", "pho", "render",
-           "phone_intervals", "plan", "synthesize"]
+           "phone_intervals", "plan", "plan_parallel", "synthesize"]

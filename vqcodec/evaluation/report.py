@@ -495,8 +495,9 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                              speaker_refs: dict[str, Sequence[str | os.PathLike]], out_dir: str | os.PathLike,
                              sample_rate: int = SAMPLE_RATE, align: bool = True, notes: list[str] | None = None,
                              progress: bool = True, echo: Callable[[str], None] = print,
-                             source_label: str = "") -> dict:
-    """Conversion of every source to every target voice, scored by resemblyzer cosine.
+                             source_label: str = "", resynthesize: Callable | None = None) -> dict:
+    """Conversion of every source to every target voice, scored by resemblyzer cosine and by checks
+    that use no speaker encoder (evaluation/conversion.py).
 
     convert(wav, sr, target_name) -> wav at `sample_rate` (called source by source, each source
     once per target in `targets` order, the same `wav` object for all targets of a source).
@@ -507,8 +508,17 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
     the built-in forced aligner on the original and on each conversion; reported are how often
     each aligns, how often the converted phone sequence (pauses dropped) equals the original's,
     and the fraction of 10 ms frames with the same phone. Writes convert.json and convert.csv.
+
+    Independent of resemblyzer: (1) parallel data: when the target's folder holds a clip with the
+    source file's name (the same sentence; `corpus synth --parallel`) that is not in its reference,
+    the DTW mel-cepstral distance of the converted speech to that reading and to the source
+    ("parallel_win": closer to the target); (2) an MFCC speaker classifier trained on the clips of
+    every target and source voice names the converted file's voice; (3) median F0 of converted
+    speech vs the target's (semitones); (4) with `resynthesize(wav, sr)` (the source decoded with
+    its own voice), the swap sensitivity of each conversion.
     """
     from ..progress import bar as tqdm
+    from . import conversion
 
     notes = notes if notes is not None else []
     targets = list(targets)
@@ -552,6 +562,12 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
         except VqcodecError:
             return None
 
+    target_f0 = {t.name: conversion.median_f0(np.concatenate([load(p, sample_rate) for p in t.other_clips]),
+                                              sample_rate) for t in targets}
+    for t in targets:
+        target_info[t.name]["median_f0"] = target_f0[t.name]
+    classifier = _voice_classifier(targets, speaker_refs, sample_rate, notes, resynthesize)
+
     rows = []
     pairs = [(p, s, t) for p, s in sources for t in targets if s != t.name]
     if len(pairs) < len(sources) * len(targets):
@@ -571,6 +587,8 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
         text = path.with_suffix(".txt").read_text(encoding="utf-8", errors="replace").strip() \
             if aligner is not None and path.with_suffix(".txt").is_file() else None
         orig_al = align_one(wav, text) if text else None
+        own_voice = (np.asarray(resynthesize(wav, sample_rate), dtype=np.float32).reshape(-1)
+                     if resynthesize is not None else None)
         for t in todo:
             out = np.asarray(convert(wav, sample_rate, t.name), dtype=np.float32).reshape(-1)
             e_conv = metrics.speaker_embedding(out, sample_rate)
@@ -580,6 +598,8 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                          "sim_original_target": float(e_orig @ target_emb[t.name])}
             row["closer_to_target"] = None if row["sim_source"] is None else row["sim_target"] > row["sim_source"]
             row["target_reached"] = row["sim_target"] >= SIM_TARGET_GOAL
+            row.update(_independent_scores(conversion, path, wav, out, own_voice, t, target_f0[t.name],
+                                           classifier, spk, sample_rate))
             if text:
                 conv_al = align_one(out, text)
                 row["original_aligned"], row["converted_aligned"] = orig_al is not None, conv_al is not None
@@ -594,9 +614,12 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
     def summarise(rs: list[dict]) -> dict:
         judged = [r["closer_to_target"] for r in rs if r["closer_to_target"] is not None]
         return {"pairs": len(rs),
-                "mean": {k: _nanmean(r[k] for r in rs) for k in ("sim_target", "sim_source", "sim_original_target")},
+                "mean": {k: _nanmean(r.get(k) for r in rs) for k in (
+                    "sim_target", "sim_source", "sim_original_target", "mcd_target", "mcd_source",
+                    "mcd_original_target", "swap_sensitivity", "f0_error_semitones")},
                 "fraction_closer_to_target": (sum(judged) / len(judged)) if judged else None,
-                "fraction_target_reached": sum(r["target_reached"] for r in rs) / len(rs) if rs else None}
+                "fraction_target_reached": sum(r["target_reached"] for r in rs) / len(rs) if rs else None,
+                **_independent_summary(rs)}
 
     per_target = {t.name: {**summarise([r for r in rows if r["target"] == t.name]), **target_info[t.name]}
                   for t in targets}
@@ -622,8 +645,11 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
     report = {"mode": "like", "target": f"{len(targets)} voice(s) from {source_label}" if source_label
               else f"{len(targets)} voice(s)",
               "num_files": len(rows), "num_pairs": len(rows), "num_sources": len({r["file"] for r in rows}),
-              "num_targets": len(targets), **{k: summary[k] for k in ("mean", "fraction_closer_to_target",
-                                                                       "fraction_target_reached")},
+              "num_targets": len(targets), **{k: v for k, v in summary.items() if k != "pairs"},
+              "classifier": None if classifier is None else {
+                  "voices": classifier.voices, "clips": classifier.num_clips,
+                  "training_accuracy": classifier.training_accuracy,
+                  "features": "means and stds of MFCC c1..c24 and stds of their deltas; logistic regression"},
               "sim_target_goal": SIM_TARGET_GOAL, "targets": per_target, "intelligibility": intel,
               "per_file": rows, "notes": notes,
               "metric": "resemblyzer GE2E cosine similarity",
@@ -636,13 +662,28 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                                           "phone sequence (pauses dropped), of pairs where both aligned",
                   "phone_error_rate": "mean Levenshtein distance of the converted alignment's phone sequence "
                                       "to the original's, over the original's length",
-                  "phone_frame_agreement": "mean fraction of 10 ms frames with the same phone in both alignments"}}
+                  "phone_frame_agreement": "mean fraction of 10 ms frames with the same phone in both alignments",
+                  "mcd_target": "DTW mel-cepstral distance (dB, c1..c24) of the converted speech to the target "
+                                "voice's own reading of the same sentence (parallel data only)",
+                  "mcd_source": "the same distance to the source recording",
+                  "mcd_original_target": "the same distance from the source recording to the target's reading: "
+                                         "before conversion",
+                  "parallel_win_rate": "pairs with mcd_target < mcd_source",
+                  "classifier_target_rate": "pairs whose converted file the MFCC speaker classifier names as "
+                                            "the target voice",
+                  "classifier_source_rate": "pairs whose converted file it names as the source voice",
+                  "swap_sensitivity": "mean |log-mel(converted) - log-mel(source decoded with its own voice)| / "
+                                      "mean |log-mel(that decode) - log-mel(original)|",
+                  "f0_error_semitones": "|converted median F0 - target's median F0| in semitones (YIN)",
+                  "f0_within_1_semitone": "pairs with f0_error_semitones <= 1"}}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "convert.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
     cols = ["file", "source_speaker", "target", "sim_target", "sim_source", "sim_original_target",
-            "original_aligned", "converted_aligned", "phones_match", "phone_error_rate", "phone_frame_agreement"]
+            "original_aligned", "converted_aligned", "phones_match", "phone_error_rate", "phone_frame_agreement",
+            "mcd_target", "mcd_source", "mcd_original_target", "parallel_win", "classifier_voice",
+            "swap_sensitivity", "f0_converted", "f0_error_semitones"]
     with atomic_path(out_dir / "convert.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -651,6 +692,65 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                         ("" if r.get(c) is None else r.get(c)) for c in cols])
     echo(format_like_conversion(report))
     return report
+
+
+def _voice_classifier(targets, speaker_refs, sample_rate: int, notes: list[str], resynthesize=None):
+    """The MFCC speaker classifier over every target voice's clips and every source speaker's
+    clips, each also as `resynthesize` gives it back (None, noted, when scikit-learn is missing or
+    there are fewer than two voices)."""
+    from . import conversion
+
+    clips: dict[str, list[np.ndarray]] = {}
+    for t in targets:
+        clips.setdefault(t.name, []).extend(load(p, sample_rate) for p in t.reference_clips + t.other_clips)
+    for spk, paths in (speaker_refs or {}).items():
+        if spk is not None and spk not in clips:
+            clips[spk] = [load(p, sample_rate) for p in paths]
+    if resynthesize is not None:
+        clips = {v: cs + [np.asarray(resynthesize(c, sample_rate), dtype=np.float32).reshape(-1) for c in cs]
+                 for v, cs in clips.items()}
+    try:
+        return conversion.SpeakerClassifier(clips, sample_rate)
+    except ImportError:
+        notes.append("speaker classifier skipped: scikit-learn is not installed (pip install scikit-learn)")
+    except ValueError as e:
+        notes.append(f"speaker classifier skipped: {e}")
+    return None
+
+
+def _independent_scores(conversion, path: Path, wav, out, own_voice, target, target_f0, classifier, spk,
+                        sample_rate: int) -> dict:
+    """One pair's scores that use no speaker encoder (see evaluate_like_conversion)."""
+    row: dict = {}
+    reading = target.reference_clips[0].parent / path.name  # the target's reading of the same sentence
+    if reading.is_file() and reading not in target.reference_clips and reading.resolve() != path.resolve():
+        theirs = load(reading, sample_rate)
+        row["mcd_target"] = conversion.dtw_mcd(out, theirs, sample_rate)
+        row["mcd_source"] = conversion.dtw_mcd(out, wav, sample_rate)
+        row["mcd_original_target"] = conversion.dtw_mcd(wav, theirs, sample_rate)
+        row["parallel_win"] = row["mcd_target"] < row["mcd_source"]
+    if classifier is not None:
+        named = classifier.name(out)
+        row["classifier_voice"] = named
+        row["classifier_names_target"] = named == target.name
+        row["classifier_names_source"] = named == spk
+    if own_voice is not None:
+        row["swap_sensitivity"] = conversion.swap_sensitivity(out, own_voice, wav, sample_rate)
+    row["f0_converted"] = conversion.median_f0(out, sample_rate)
+    row["f0_error_semitones"] = conversion.semitones(row["f0_converted"], target_f0)
+    return row
+
+
+def _independent_summary(rs: list[dict]) -> dict:
+    """Rates over the pairs that have each score (None where none has it)."""
+    def rate(key, rows=rs):
+        got = [r[key] for r in rows if r.get(key) is not None]
+        return sum(got) / len(got) if got else None
+    f0 = [r for r in rs if r.get("f0_error_semitones") is not None]
+    return {"parallel_pairs": sum("parallel_win" in r for r in rs), "parallel_win_rate": rate("parallel_win"),
+            "classifier_target_rate": rate("classifier_names_target"),
+            "classifier_source_rate": rate("classifier_names_source"),
+            "f0_within_1_semitone": (sum(r["f0_error_semitones"] <= 1 for r in f0) / len(f0)) if f0 else None}
 
 
 def format_like_conversion(report: dict) -> str:
@@ -674,6 +774,25 @@ def format_like_conversion(report: dict) -> str:
     line("all", {"pairs": report["num_pairs"], **report})
     lines.append("(sim tgt: converted vs the target's clips not in its reference; sim src: vs the source "
                  "speaker's other clips; before: original vs target; ref~own: the reference vs those clips)")
+    head2 = (f"{'target voice':<{w}}{'par.':>6}{'win':>6}{'mcd tgt':>9}{'mcd src':>9}{'before':>8}"
+             f"{'clf tgt':>9}{'clf src':>9}{'swap':>7}{'F0 err':>8}{'<=1 st':>8}")
+    lines += ["checks without a speaker encoder", head2, "-" * len(head2)]
+
+    def line2(name, d):
+        m = d["mean"]
+        lines.append(f"{name:<{w}}{d.get('parallel_pairs', 0):>6}{f(d.get('parallel_win_rate'), '.0%'):>6}"
+                     f"{f(m.get('mcd_target'), '.2f'):>9}{f(m.get('mcd_source'), '.2f'):>9}"
+                     f"{f(m.get('mcd_original_target'), '.2f'):>8}{f(d.get('classifier_target_rate'), '.0%'):>9}"
+                     f"{f(d.get('classifier_source_rate'), '.0%'):>9}{f(m.get('swap_sensitivity'), '.2f'):>7}"
+                     f"{f(m.get('f0_error_semitones'), '.2f'):>8}{f(d.get('f0_within_1_semitone'), '.0%'):>8}")
+    for name, d in report["targets"].items():
+        line2(name, d)
+    line2("all", report)
+    clf = report.get("classifier")
+    lines.append("(par.: pairs with the target's own reading of the sentence; win: converted closer to it than to "
+                 "the source, DTW mel-cepstral distance in dB; clf: an MFCC speaker classifier names the target / "
+                 "the source" + (f", trained on {clf['clips']} clips of {len(clf['voices'])} voices" if clf else "")
+                 + "; swap: output change from another voice vector / reconstruction error; F0 err: semitones)")
     it = report["intelligibility"]
     if "skipped" in it:
         lines.append(f"intelligibility: skipped ({it['skipped']})")

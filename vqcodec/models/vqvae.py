@@ -28,7 +28,7 @@ from ..audio import mulaw_encode
 from ..config import ModelConfig
 from ..nn.encoder import Encoder
 from ..nn.fast_decoder import FastDecoder
-from ..nn.perturb import SpeakerAdversary, frequency_warp, random_warp_factors
+from ..nn.perturb import SpeakerAdversary, SpeakerPerturbation, frequency_warp, random_warp_factors
 from ..nn.pitch import NUM_FEATURES as PITCH_FEATURES, PitchQuantizer, pitch_features, yin_f0
 from ..nn.quantizer import VectorQuantizer
 from ..nn.spectral import SpectralLoss
@@ -82,6 +82,16 @@ class VQVAE(nn.Module):
         inv = cfg.invariance
         if inv.warp < 0 or inv.adversary_weight < 0:
             raise ValueError("model.invariance.warp and adversary_weight must be >= 0 (0: off)")
+        self.perturbation = SpeakerPerturbation(inv.formant_shift, inv.pitch_shift, inv.eq_db, inv.eq_peaks,
+                                                cfg.sample_rate)
+        if min(inv.formant_shift, inv.pitch_shift, inv.eq_db, inv.consistency_weight) < 0 or inv.eq_peaks < 0:
+            raise ValueError("model.invariance perturbation settings must be >= 0 (0: off)")
+        if self.perturbation.enabled and cfg.encoder.input != "logmel":
+            raise ValueError("model.invariance formant_shift / pitch_shift / eq_db perturb the log-mel encoder "
+                             "input: they need model.encoder.input = 'logmel' (use `warp` for waveform encoders)")
+        if inv.consistency_weight > 0 and not self.perturbation.enabled:
+            raise ValueError("model.invariance.consistency_weight compares two perturbations: set formant_shift, "
+                             "pitch_shift or eq_db")
         self.speaker_adversary = (SpeakerAdversary(cfg.encoder.dim, num_speakers, inv.adversary_weight)
                                   if inv.adversary_weight > 0 else None)
         if inv.voice_speaker_weight < 0 or (inv.voice_speaker_weight > 0 and not cfg.voice.dim):
@@ -197,24 +207,27 @@ class VQVAE(nn.Module):
     def forward(self, wav: torch.Tensor, speakers: torch.Tensor,
                 reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass. wav (B, T) in [-1, 1], T a multiple of the hop; speakers (B,) ids;
-        reference (B, T') another utterance of each speaker (for the voice vector)."""
+        reference (B, T') another utterance of each speaker (for the voice vector); for a voice encoder
+        on d-vectors (voice.input = "dvector"), that utterance's d-vector (B, 256) instead."""
         voice = None
         if self.voice_encoder is not None:
             if reference is None:
                 raise ValueError("a model with a voice encoder trains with reference crops")
-            voice = self.voice_encoder(reference)
+            voice = (self.voice_encoder.from_dvector(reference) if self.voice_encoder.takes_dvector
+                     else self.voice_encoder(reference))
         pitch = None
         if self.has_pitch and self.stage in ("auto", "fast"):
             with torch.no_grad():  # from the original crop (the encoder may see a warped one)
                 pitch = self.pitch_input(self.pitch(wav), wav.shape[1] // self.hop)
         if self.fast_decoder is not None and self.stage == "auto":
-            z_e = self.encoder(self._encoder_input(wav))
+            z_e = self._encode_perturbed(wav)
             vq = self.quantizer(z_e)
             pred = self.fast_decoder(vq.quantized, voice, pitch)
-            spec = self.spectral_loss(pred, wav)
+            spec = self.spectral_loss(pred, wav)  # the target is always the clean crop
             out = self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
                                         "commitment": vq.commitment, "perplexity": vq.perplexity,
                                         "codes": vq.codes}, z_e, speakers)
+            out = self._with_consistency(out, wav, z_e)
             return self._with_voice_classifier(out, voice, speakers)
         if self.stage == "fast":
             with torch.no_grad():
@@ -237,6 +250,22 @@ class VQVAE(nn.Module):
             return {"loss": ce, "ce": ce}
         return self._with_adversary({"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
                                      "perplexity": vq_loss.perplexity, "codes": vq_loss.codes}, z_e, speakers)
+
+    def _encode_perturbed(self, wav: torch.Tensor) -> torch.Tensor:
+        """z_e of the crop as the encoder sees it in training: warped (`warp`) and/or with a random
+        speaker perturbation of its log-magnitude spectrum (formant, pitch, EQ); at eval, clean."""
+        perturb = self.perturbation if (self.training and self.perturbation.enabled) else None
+        return self.encoder(self._encoder_input(wav), perturb=perturb)
+
+    def _with_consistency(self, out: dict[str, torch.Tensor], wav: torch.Tensor,
+                          z_e: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adds consistency_weight x the mean squared distance between z_e and the z_e of a second,
+        independent perturbation of the same crop ("consistency")."""
+        weight = self.cfg.invariance.consistency_weight
+        if not (weight > 0 and self.training):
+            return out
+        dist = F.mse_loss(z_e, self._encode_perturbed(wav))
+        return {**out, "loss": out["loss"] + weight * dist, "consistency": dist}
 
     def _encoder_input(self, wav: torch.Tensor) -> torch.Tensor:
         """The crop the encoder sees: frequency-warped while training with invariance.warp > 0

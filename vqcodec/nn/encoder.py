@@ -87,12 +87,19 @@ class Encoder(nn.Module):
         rf += 2 * c.num_residual * scale  # each residual block has one k=3 conv at token rate
         return -(-rf // self.hop) * self.hop
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav: (B, T) with T a multiple of the hop -> (B, D, T // hop)."""
+    def forward(self, wav: torch.Tensor, perturb=None) -> torch.Tensor:
+        """wav: (B, T) with T a multiple of the hop -> (B, D, T // hop). `perturb` (training only,
+        log-mel input): a function of the log-magnitude STFT (B, F, frames) applied before the mel
+        bands (nn/perturb.SpeakerPerturbation)."""
         if wav.shape[-1] % self.hop:
             raise ValueError(f"input length {wav.shape[-1]} is not a multiple of the hop {self.hop}")
         if self.front is None:
+            if perturb is not None:
+                raise ValueError("the speaker perturbation needs encoder.input = 'logmel'")
             return self.out(self.residual(self.strided(wav.unsqueeze(1))))
-        x = self.front(wav)[..., :wav.shape[-1] // self.hop]  # frame t: samples t*hop - 2 hop .. t*hop + 2 hop
+        mag = self.front.magnitude(wav)
+        if perturb is not None:
+            mag = torch.exp(perturb(torch.log(mag + 1e-5)))
+        x = self.front.from_magnitude(mag)[..., :wav.shape[-1] // self.hop]  # frame t: samples t*hop - 2 hop .. t*hop + 2 hop
         x = x - x.mean(-1, keepdim=True) if self.cfg.normalize else (x + 5.0) / 5.0
         return self.out(self.residual(self.strided(x)))

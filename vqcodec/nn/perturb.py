@@ -124,3 +124,106 @@ class SpeakerAdversary(nn.Module):
         logits = self.net(reverse_gradient(z_e, self.weight)).mean(-1)
         return {"adv": F.cross_entropy(logits, speakers),
                 "spk_acc": (logits.argmax(-1) == speakers).float().mean()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Speaker perturbation of the log-mel encoder input (issue 20): NANSY / FreeVC-style analysis input.
+# The encoder sees a copy of each crop whose formants, pitch and channel are changed at random and
+# independently; the decoder must rebuild the CLEAN crop from the tokens, the pitch stream and the
+# voice vector of another clip of the same speaker. Whatever of the speaker the tokens could carry
+# (formant positions, F0, spectral tilt) is then noise to them, and the voice vector is the only
+# reliable source of the timbre. Done on the log-magnitude STFT that the log-mel front computes
+# anyway (no resynthesis), so it costs two small FFTs per frame.
+
+def random_log_uniform(batch: int, span: float) -> torch.Tensor:
+    """(batch,) ratios log-uniform in [1/(1+span), 1+span] from torch's global CPU RNG (exact resume)."""
+    return torch.exp((2 * torch.rand(batch) - 1) * math.log1p(span))
+
+
+def random_eq(batch: int, num_bins: int, sample_rate: int, max_db: float, peaks: int = 4) -> torch.Tensor:
+    """(batch, num_bins) random parametric EQ curves in dB over the STFT bins 0..Nyquist: `peaks`
+    bell filters (centre log-uniform in 150 Hz..6 kHz, gain uniform in +-max_db, width 0.3-1.5 octave,
+    Gaussian in log-frequency) plus a low and a high shelf (+-max_db / 2, corners 300 Hz-1 kHz and
+    2-5 kHz)."""
+    freqs = torch.linspace(0, sample_rate / 2, num_bins).clamp_min(20.0)
+    octave = torch.log2(freqs)[None]                                        # (1, F)
+    u = torch.rand(batch, peaks, 3)
+    centre = math.log2(150) + u[..., 0] * (math.log2(6000) - math.log2(150))
+    gain = (2 * u[..., 1] - 1) * max_db
+    width = 0.3 + 1.2 * u[..., 2]
+    bells = gain[..., None] * torch.exp(-0.5 * ((octave[:, None] - centre[..., None]) / width[..., None]) ** 2)
+    s = torch.rand(batch, 4)
+    low_corner = math.log2(300) + s[:, 0:1] * (math.log2(1000) - math.log2(300))
+    high_corner = math.log2(2000) + s[:, 1:2] * (math.log2(5000) - math.log2(2000))
+    low = (s[:, 2:3] - 0.5) * max_db * torch.sigmoid(4 * (low_corner - octave))
+    high = (s[:, 3:4] - 0.5) * max_db * torch.sigmoid(4 * (octave - high_corner))
+    return bells.sum(1) + low + high
+
+
+def spectral_envelope(log_mag: torch.Tensor, lifter: int) -> torch.Tensor:
+    """The smooth envelope of log-magnitude spectra (B, F, T), F = n_fft // 2 + 1: the real cepstrum
+    kept below quefrency `lifter` samples (shorter than a pitch period), transformed back."""
+    n_fft = 2 * (log_mag.shape[1] - 1)
+    cep = torch.fft.irfft(log_mag.transpose(1, 2), n=n_fft)                 # (B, T, n_fft), real, even
+    keep = torch.zeros(n_fft, dtype=log_mag.dtype, device=log_mag.device)
+    keep[:lifter] = 1
+    keep[n_fft - lifter + 1:] = 1
+    return torch.fft.rfft(cep * keep).real.transpose(1, 2)
+
+
+def _warp_bins(x: torch.Tensor, ratio: torch.Tensor, fill: float | None) -> torch.Tensor:
+    """x (B, F, T) along F: out[k] = x[k / ratio] (linear interpolation), so a feature at bin k moves
+    to ratio * k. Past the last bin: the edge value (fill None) or `fill`."""
+    B, F_, _ = x.shape
+    pos = torch.arange(F_, dtype=x.dtype, device=x.device)[None] / ratio.to(x)[:, None]   # (B, F)
+    lo = pos.floor().clamp(0, F_ - 1)
+    frac = (pos - lo)[..., None]
+    lo = lo.long()
+    hi = (lo + 1).clamp(max=F_ - 1)
+    gather = lambda idx: torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
+    out = gather(lo) * (1 - frac) + gather(hi) * frac
+    if fill is not None:
+        out = torch.where((pos > F_ - 1)[..., None], torch.full_like(out, fill), out)
+    return out
+
+
+def perturb_log_spectrum(log_mag: torch.Tensor, formant: torch.Tensor, pitch: torch.Tensor,
+                         eq_db: torch.Tensor | None, lifter: int) -> torch.Tensor:
+    """log|STFT| (B, F, T) of a crop -> the same crop as another speaker and channel might give it:
+    the spectral envelope (formants) scaled in frequency by `formant` (B,), the harmonic fine
+    structure (F0 and its harmonics) by `pitch` (B,), independently, and `eq_db` (B, F) added.
+    Envelope and fine structure are split by cepstral liftering (`spectral_envelope`)."""
+    envelope = spectral_envelope(log_mag, lifter)
+    fine = log_mag - envelope
+    out = _warp_bins(envelope, formant, None) + _warp_bins(fine, pitch, 0.0)
+    if eq_db is not None:
+        out = out + eq_db.to(out)[..., None] * (math.log(10) / 20)
+    return out
+
+
+class SpeakerPerturbation:
+    """Draws and applies the random speaker perturbation of `model.invariance` (formant_shift,
+    pitch_shift, eq_db, eq_peaks) to log-magnitude spectra; None-safe: `enabled` is False when all
+    three are 0."""
+
+    def __init__(self, formant_shift: float, pitch_shift: float, eq_db: float, eq_peaks: int, sample_rate: int):
+        self.formant_shift, self.pitch_shift, self.eq_db, self.eq_peaks = formant_shift, pitch_shift, eq_db, eq_peaks
+        self.sample_rate = sample_rate
+        self.lifter = max(8, sample_rate // 600)  # < the period of F0 up to 600 Hz
+
+    @property
+    def enabled(self) -> bool:
+        return self.formant_shift > 0 or self.pitch_shift > 0 or self.eq_db > 0
+
+    def draw(self, batch: int, num_bins: int) -> dict[str, torch.Tensor | None]:
+        """Random factors for a batch (CPU global RNG, in a fixed order)."""
+        return {"formant": random_log_uniform(batch, self.formant_shift),
+                "pitch": random_log_uniform(batch, self.pitch_shift),
+                "eq_db": random_eq(batch, num_bins, self.sample_rate, self.eq_db, self.eq_peaks)
+                if self.eq_db > 0 else None}
+
+    def __call__(self, log_mag: torch.Tensor, factors: dict | None = None) -> torch.Tensor:
+        """log|STFT| (B, F, T) -> perturbed, with freshly drawn factors unless `factors` is given."""
+        f = factors or self.draw(log_mag.shape[0], log_mag.shape[1])
+        return perturb_log_spectrum(log_mag, f["formant"].to(log_mag.device), f["pitch"].to(log_mag.device),
+                                    f["eq_db"], self.lifter)

@@ -66,7 +66,14 @@ class LogMel(nn.Module):
         self.register_buffer("fb", torch.from_numpy(fb), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        mag = stft_magnitude(wav, self.n_fft, self.hop, self.pad_mode)
+        return self.from_magnitude(self.magnitude(wav))
+
+    def magnitude(self, wav: torch.Tensor) -> torch.Tensor:
+        """|STFT| (B, n_fft // 2 + 1, frames) with this front's framing."""
+        return stft_magnitude(wav, self.n_fft, self.hop, self.pad_mode)
+
+    def from_magnitude(self, mag: torch.Tensor) -> torch.Tensor:
+        """|STFT| (B, n_fft // 2 + 1, frames) -> log-mel (B, n_mels, frames)."""
         return torch.log(torch.matmul(self.fb.to(mag.dtype), mag) + 1e-5)
 
 

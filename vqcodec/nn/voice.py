@@ -41,23 +41,47 @@ class VoiceEncoder(nn.Module):
     def __init__(self, cfg: VoiceConfig, sample_rate: int = 16000):
         super().__init__()
         self.cfg = cfg
-        self.mel = LogMel(sample_rate, 1024, 256, cfg.n_mels)
-        C = cfg.channels
-        self.convs = nn.ModuleList([nn.Conv1d(cfg.n_mels, C, 5, padding=2), nn.Conv1d(C, C, 5, padding=2),
-                                    nn.Conv1d(C, C, 5, padding=2)])
-        self.out = nn.Linear(2 * C, cfg.dim)
         if cfg.norm not in ("tanh", "layernorm"):
             raise ValueError(f"model.voice.norm must be 'tanh' or 'layernorm', not {cfg.norm!r}")
+        if cfg.input not in ("logmel", "dvector"):
+            raise ValueError(f"model.voice.input must be 'logmel' or 'dvector', not {cfg.input!r}")
+        if cfg.input == "dvector":
+            # a frozen pretrained speaker encoder -> a learned MLP (nn/dvector.py)
+            from .dvector import DIM, SpeakerEmbedder
+
+            self.embedder = SpeakerEmbedder(sample_rate)
+            self.proj = nn.Sequential(nn.Linear(DIM, cfg.channels), nn.GELU(), nn.Linear(cfg.channels, cfg.dim))
+        else:
+            self.mel = LogMel(sample_rate, 1024, 256, cfg.n_mels)
+            C = cfg.channels
+            self.convs = nn.ModuleList([nn.Conv1d(cfg.n_mels, C, 5, padding=2), nn.Conv1d(C, C, 5, padding=2),
+                                        nn.Conv1d(C, C, 5, padding=2)])
+            self.out = nn.Linear(2 * C, cfg.dim)
         # layernorm: the outputs have zero mean and unit spread across dimensions before the tanh,
         # so they cannot all drift into its flat ends (where the shipped models' vectors sit)
         self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False) if cfg.norm == "layernorm" else None
 
+    @property
+    def takes_dvector(self) -> bool:
+        return self.cfg.input == "dvector"
+
+    def from_dvector(self, dvector: torch.Tensor) -> torch.Tensor:
+        """d-vectors (B, 256) -> (B, dim) on the 8-bit grid (models with voice.input = "dvector"; in
+        training the task gives precomputed d-vectors of the reference utterances)."""
+        return self._squash(self.proj(dvector))
+
+    def _squash(self, v: torch.Tensor) -> torch.Tensor:
+        return quantize(torch.tanh(self.norm(v) if self.norm is not None else v))
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid."""
+        if self.takes_dvector:
+            with torch.no_grad():  # frozen
+                dvector = self.embedder(wav)
+            return self.from_dvector(dvector)
         x = self.mel(wav)
         x = (x + 5.0) / 5.0  # log-mel of speech spans about -11..+3: centre it
         for conv in self.convs:
             x = F.gelu(conv(x))
         stats = torch.cat([x.mean(-1), x.std(-1, unbiased=False)], dim=-1)
-        v = self.out(stats)
-        return quantize(torch.tanh(self.norm(v) if self.norm is not None else v))
+        return self._squash(self.out(stats))
