@@ -34,6 +34,8 @@ def run(cmd: list[str]) -> None:
 def log_at(run_dir: Path, step: int) -> dict:
     """The last validation record at or before `step` in the run's log.jsonl."""
     best: dict = {}
+    if not (run_dir / "log.jsonl").is_file():  # a shipped model: no training log
+        return best
     for line in (run_dir / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if "valid_mel" in rec and rec["step"] <= step:
@@ -44,8 +46,9 @@ def log_at(run_dir: Path, step: int) -> dict:
 def score(ckpt: Path, align: bool, out_root: Path) -> str:
     import torch
 
-    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
-    variant = ckpt.parent.name
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    step = int(state.get("step", 0))
+    variant = ckpt.stem if ckpt.parent.name == "pretrained" else ckpt.parent.name
     out = out_root / variant / str(step)
     ec, ph = out / "convert", out / "phonemes"
     if not (ec / "convert.json").is_file():
