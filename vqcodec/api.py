@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, codes
-from .audio import resample
+from .audio import VOICE_MAX_SECONDS, check_reference, resample
 from .codes import bits_per_token
 from .config import Config
 from .errors import AudioError, VqcodecError
@@ -25,8 +25,6 @@ from .nn import voice as voice_codec
 from .nn.pitch import yin_frame_length
 from .tasks import level_gain
 
-VOICE_MAX_SECONDS = 60       # the voice vector of a file is taken from its first minute
-MIN_REFERENCE_SECONDS = 1.0  # shortest reference recording `convert --like` accepts
 FAST_CHUNK_TOKENS = 2500     # fast decoding works on 10 s chunks (plus context): bounded memory
 
 
@@ -138,9 +136,7 @@ class Codec:
         if not self.has_voice:
             raise VqcodecError("this model has no voice encoder (a v1 model): use a named speaker")
         wav = self.prepare(wav, sample_rate)
-        if len(wav) < MIN_REFERENCE_SECONDS * self.sample_rate:
-            raise AudioError(f"reference voice is too short ({len(wav) / self.sample_rate:.2f} s; "
-                             f"at least {MIN_REFERENCE_SECONDS:g} s of speech needed, 3-10 s is best)")
+        check_reference(len(wav), self.sample_rate)
         if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < 1e-4:
             raise AudioError("reference voice is silent")
         return self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(self.gain_of(wav)))

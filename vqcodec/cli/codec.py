@@ -473,7 +473,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     if (speaker is None) == (like_path is None):
         raise VqcodecError("give the target voice with exactly one of --speaker NAME or --like REF.wav")
     if like_path is not None:
-        audio.info(like_path)  # a missing or non-audio reference is refused before loading the model
+        _check_reference(like_path)  # refused before the model loads
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, ".wav")
     failures += clashes
@@ -484,9 +484,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     codec = _load(model_name)
     voice, median, shown = None, None, speaker
     if like_path is not None:
-        ref = audio.load(like_path, codec.sample_rate, verbose_resample=True)
-        voice = codec.voice_of(ref, codec.sample_rate)
-        median = codec.median_f0_of(ref, codec.sample_rate) if codec.has_pitch else None
+        voice, median = _reference_voice(codec, like_path)
         shown = f"the voice of {like_path}"
     else:
         codec.speaker_index(speaker)
@@ -503,6 +501,23 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
                        f"decoding real-time factor {elapsed / max(tf.duration_s, 1e-9):.3f}")
 
     _run_batch(jobs, work, "converting", failures)
+
+
+def _check_reference(path) -> None:
+    """A reference recording's header checked before the model loads: readable audio at a sane
+    rate, between MIN_REFERENCE_SECONDS and VOICE_MAX_SECONDS long. Errors name the file."""
+    header = audio.info(path)
+    audio.check_reference(header.frames, header.samplerate, str(path))
+
+
+def _reference_voice(codec, path) -> tuple:
+    """(voice vector, median F0 or None) of a reference recording; errors name the file."""
+    ref = audio.load(path, codec.sample_rate, verbose_resample=True)
+    try:
+        voice = codec.voice_of(ref, codec.sample_rate)
+        return voice, codec.median_f0_of(ref, codec.sample_rate) if codec.has_pitch else None
+    except VqcodecError as e:
+        raise VqcodecError(_message(Path(path), e)) from None
 
 
 @cli.command()
@@ -583,10 +598,10 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
       vqcodec sample -o more.wav --prompt talk.wav --seconds 6 --tokens-out more.vqc
       vqcodec sample -o alice_babble.wav --like alice.wav
     """
+    if like_path is not None:
+        _check_reference(like_path)
     from ..api import load_prior
 
-    if like_path is not None:
-        audio.info(like_path)
     codec = _load(model_name)
     if codec.has_pitch:
         raise VqcodecError("this model decodes tokens with a pitch stream, which the prior does not sample: "
@@ -596,7 +611,7 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
     codec.speaker_index(speaker)
     voice = None
     if like_path is not None:
-        voice = codec.voice_of(audio.load(like_path, codec.sample_rate), codec.sample_rate)
+        voice = _reference_voice(codec, like_path)[0]
     for path in (output, tokens_out):
         if path and not force and Path(path).exists():
             raise VqcodecError(f"{path} exists (use -f/--force to overwrite)")

@@ -7,6 +7,7 @@ import click
 
 from . import cli
 from .codec import DECODER_OPTION
+from ..audio import VOICE_MAX_SECONDS
 from ..errors import VqcodecError
 
 
@@ -124,8 +125,10 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.option("--like-refs", "like_refs", type=click.Path(path_type=Path), default=None, metavar="REF_DIR",
               help="Convert to every voice in REF_DIR/SPEAKER/*.wav (any speakers; v2 models), each from "
                    "a reference of its first clips; its other clips score the result.")
-@click.option("--ref-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="--like-refs: seconds of each voice's first clips concatenated into its reference.")
+@click.option("--ref-seconds", type=click.FloatRange(min=0, min_open=True, max=VOICE_MAX_SECONDS), default=10.0,
+              show_default=True,
+              help="--like-refs: seconds of each voice's first clips concatenated into its reference "
+                   f"(at most {VOICE_MAX_SECONDS}, what a voice vector is taken from).")
 @click.option("--target-refs", type=click.Path(exists=True, path_type=Path), default=None,
               help="--to: real utterances of the target speaker [default: DATA_DIR/SPEAKER].")
 @click.option("--limit", type=int, default=0, metavar="N",

@@ -53,7 +53,12 @@ class VoiceEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False) if cfg.norm == "layernorm" else None
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid."""
+        """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid. A clip shorter than half an
+        STFT window (512 samples, 32 ms) cannot be reflect-padded: it is zero-padded to 513 samples
+        (its voice vector is a guess, but a 1-sample file still encodes)."""
+        short = self.mel.n_fft // 2 + 1 - wav.shape[-1]
+        if short > 0:
+            wav = F.pad(wav, (0, short))
         x = self.mel(wav)
         x = (x + 5.0) / 5.0  # log-mel of speech spans about -11..+3: centre it
         for conv in self.convs:
