@@ -98,3 +98,59 @@ def test_api_refuses_absurd_rates_and_long_references():
         codec.encode(np.zeros(9, np.float32), 1)
     with pytest.raises(AudioError, match="too long"):
         codec.voice_of(np.zeros(16000 * 61, np.float32), 16000)
+
+
+# --------------------------------------------------------------------------- item 5: leftovers
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_walks_skip_dot_files_and_killed_writers_leftovers_go_on_the_next_run(tmp_path, v2_path):
+    """A killed run left `.a.wav.PID-XXXXXXXX.tmp.wav` (0 bytes) next to the corpus and in the
+    output folder: `encode DIR` takes neither for input (every walk skips dot-files and
+    dot-folders), and the leftover in the output folder is removed; a live writer's temp stays."""
+    from vqcodec.evaluation.report import collect_files
+    from vqcodec.files import remove_stale_temps, walk
+
+    corpus, out = tmp_path / "corpus", tmp_path / "tokens"
+    (corpus / "spk").mkdir(parents=True)
+    (corpus / ".git").mkdir()
+    out.mkdir()
+    sf.write(corpus / "spk" / "a.wav", varied(0.5, 3), 16000)
+    dead, live = _dead_pid(), subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        leftovers = [corpus / "spk" / f".a.wav.{dead}-abcd1234.tmp.wav", corpus / ".git" / "b.wav",
+                     out / "spk" / f".a.vqc.{dead}-abcd1234.tmp.vqc"]
+        alive = out / "spk" / f".b.vqc.{live.pid}-abcd1234.tmp.vqc"
+        (out / "spk").mkdir()
+        for p in leftovers + [alive]:
+            p.write_bytes(b"")
+        assert walk(corpus, (".wav",)) == [corpus / "spk" / "a.wav"]
+        assert collect_files(corpus) == [(corpus / "spk" / "a.wav", "spk")]
+        r = CliRunner().invoke(cli, ["encode", str(corpus), "-o", str(out), "-m", v2_path])
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in (out / "spk").iterdir()) == sorted([alive.name, "a.vqc"])
+        # a corpus build / training run cleans its whole tree, its own dot-folders (.real/) included
+        (corpus / ".real").mkdir()
+        stale_dir = corpus / f".listen.{dead}-abcd1234"
+        stale_dir.mkdir()
+        (corpus / ".real" / f".x.tsv.{dead}-abcd1234.tmp.tsv").write_bytes(b"")
+        assert remove_stale_temps(corpus) == 3  # the .wav temp, the .tsv temp, the folder
+        assert not stale_dir.exists() and (corpus / ".git" / "b.wav").exists() and alive.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_atomic_writes_name_their_writer(tmp_path):
+    """Temp names carry the writer's pid, so the next run can tell a killed writer's leftover."""
+    import os
+
+    from vqcodec.files import _TEMP, atomic_path
+
+    with atomic_path(tmp_path / "probe.txt") as tmp:
+        m = _TEMP.match(tmp.name)
+        assert m and int(m.group("pid")) == os.getpid(), tmp.name
+        tmp.write_text("x")

@@ -15,6 +15,7 @@ import numpy as np
 from . import cli
 from .. import audio, codes, progress
 from ..errors import VqcodecError
+from ..files import remove_stale_temps, walk
 from ..pretrained import SHIPPED_PRIORS
 
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
@@ -33,13 +34,13 @@ def _load(model_name: str):
 
 def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]):
     """([(file, path relative to its input root, came from a directory)], [(input, message)]) for
-    files and directories (searched recursively). A directory without matching files is a
-    failure of its own; the other inputs still go on."""
+    files and directories (searched recursively by `files.walk`: dot-files skipped). A directory
+    without matching files is a failure of its own; the other inputs still go on."""
     found, failures = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+            files = walk(p, extensions)
             if not files:
                 failures.append((p, f"{p}: no {'/'.join(extensions)} files in this directory"))
             found += [(f, f.relative_to(p), True) for f in files]
@@ -72,6 +73,9 @@ def _outputs(found, output: str | None, suffix: str, dir_suffix: str | None = No
 
     def key(p: Path) -> Path:
         return p.resolve() if p.parent.exists() else p
+
+    # what a killed run of this command left in the output folders goes now
+    remove_stale_temps({dst.parent for _, dst in pairs if dst.parent.is_dir()}, recursive=False)
 
     inputs = {key(src) for src, _, _ in found}
     seen: dict[Path, list[Path]] = {}

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MissingToolError, VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps, walk
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 15.0        # longer files are split at pauses
@@ -252,8 +252,7 @@ def generic_finder(package: str):
     short = _safe(re.sub(r"-(data|voice|sounds?)$", "", package)).lower()[:24]
 
     def find(root: Path, extra: dict[str, Path]) -> list[Item]:
-        files = sorted(p for p in (root / "usr/share").rglob("*")
-                       if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES) if (root / "usr/share").is_dir() else []
+        files = walk(root / "usr/share", AUDIO_SUFFIXES)
         return [Item(str(f), _rel(f, root), short, "package (no voice structure known)",
                      _safe(str(f.relative_to(root / "usr/share").with_suffix("")).replace("/", "_"))) for f in files]
     return find
@@ -662,6 +661,7 @@ def build(out_dir: str | os.PathLike, packages: list[str] | None = None, *, eval
         state.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VqcodecError(f"cannot write {out}: {e.strerror or e}") from None
+    remove_stale_temps(out)  # a killed build's half-written clips and bookkeeping
 
     failures, all_rows, built = [], [], 0
     with contextlib.ExitStack() as stack:

@@ -44,6 +44,7 @@ from ..analysis.alignments import Interval, write_textgrid
 from ..analysis.phones import mbrola_map, normalize
 from ..audio import resample
 from ..errors import MissingToolError, VqcodecError
+from ..files import remove_stale_temps
 
 SAMPLE_RATE = 16000
 MBROLA_DIR = Path("/usr/share/mbrola")
@@ -414,6 +415,7 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
     check_tools(voices)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)  # a killed build's half-written utterances
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ProcessPoolExecutor(n_jobs) as ex:
         planned = plan(hours, voices, seed, text, pool=ex, progress=progress)

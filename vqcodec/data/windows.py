@@ -27,7 +27,7 @@ import torch
 
 from ..audio import SAMPLE_RATE, mulaw_decode, mulaw_encode
 from ..errors import VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps
 from .corpora import Utterance
 
 INDEX = "index.json"
@@ -91,6 +91,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike,
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(cache_dir)  # what a killed build left half-written
     index = _read_index(cache_dir, missing_ok=True)
     if index and index.get("sample_rate") != sample_rate:
         raise VqcodecError(f"{cache_dir}: cache was made at {index.get('sample_rate')} Hz, "

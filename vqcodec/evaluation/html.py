@@ -25,7 +25,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,7 +33,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ..errors import VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps, temp_dir
 
 PAGE = "index.html"
 LISTEN_DIR = "listen"
@@ -219,7 +218,8 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
     Built in a temporary folder and swapped in, so a failure leaves no half-written report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.", dir=out_dir))
+    remove_stale_temps(out_dir, recursive=False)  # a killed run's half-built folders
+    tmp = temp_dir(out_dir, LISTEN_DIR)
     try:
         body = _render_blocks(tmp, blocks, sample_rate, view_note)
         page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -232,7 +232,7 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
         with atomic_path(out_dir / PAGE) as p:  # the page is renamed into place last
             p.write_text(page, encoding="utf-8")
             if old.exists():
-                backup = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.old.", dir=out_dir))
+                backup = temp_dir(out_dir, LISTEN_DIR + ".old")
                 os.replace(old, backup / LISTEN_DIR)
             os.replace(tmp, old)
         if backup is not None:

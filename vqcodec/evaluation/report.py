@@ -27,7 +27,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, load
 from ..errors import MissingToolError, VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, walk
 from . import metrics
 
 METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity")
@@ -246,11 +246,10 @@ def collect_files(data_dir: str | os.PathLike, limit: int = 0) -> list[tuple[Pat
     if not root.is_dir():
         raise VqcodecError(f"{root}: no such folder")
     by_speaker: dict[str | None, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."):
-            rel = p.relative_to(root)
-            spk = rel.parts[0] if len(rel.parts) > 1 else None
-            by_speaker.setdefault(spk, []).append(p)
+    for p in walk(root, AUDIO_EXTENSIONS):
+        rel = p.relative_to(root)
+        spk = rel.parts[0] if len(rel.parts) > 1 else None
+        by_speaker.setdefault(spk, []).append(p)
     if not by_speaker:
         raise VqcodecError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
     out: list[tuple[Path, str | None]] = []
