@@ -154,3 +154,32 @@ def test_atomic_writes_name_their_writer(tmp_path):
         m = _TEMP.match(tmp.name)
         assert m and int(m.group("pid")) == os.getpid(), tmp.name
         tmp.write_text("x")
+
+
+# --------------------------------------------------------------------------- item 8: --skip-existing
+def test_decode_and_convert_skip_existing_outputs(tmp_path, v2_path):
+    """A re-run of a directory decode / convert was one failure per file; with --skip-existing it
+    decodes only what is missing, and says how many it left alone."""
+    corpus = tmp_path / "corpus"
+    for i, name in enumerate(("a", "b", "sub/c")):
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(corpus / f"{name}.wav", varied(0.3, 20 + i), 16000)
+    run = CliRunner().invoke
+    assert run(cli, ["encode", str(corpus), "-o", str(tmp_path / "tokens"), "-m", v2_path]).exit_code == 0
+    for cmd in (["decode", str(tmp_path / "tokens"), "-o", str(tmp_path / "decoded")],
+                ["convert", str(corpus), "-s", "us2", "-o", str(tmp_path / "converted")]):
+        r = run(cli, cmd + ["-m", v2_path])
+        assert r.exit_code == 0, r.output
+        out = tmp_path / cmd[-1].rsplit("/", 1)[-1]
+        (out / "b.wav").unlink()
+        before = (out / "a.wav").stat().st_mtime_ns
+        r = run(cli, cmd + ["-m", v2_path])
+        assert r.exit_code == 1 and "2 of 3 input(s) failed" in r.output, r.output  # b.wav was redone
+        (out / "b.wav").unlink()
+        r = run(cli, cmd + ["-m", v2_path, "--skip-existing"])
+        assert r.exit_code == 0 and "skipping 2 file(s) whose output exists" in r.output, r.output
+        assert (out / "b.wav").exists() and (out / "a.wav").stat().st_mtime_ns == before
+        r = run(cli, cmd + ["-m", v2_path, "--skip-existing"])  # nothing left to do: no model loaded
+        assert r.exit_code == 0, r.output
+        r = run(cli, cmd + ["-m", v2_path, "--skip-existing", "-f"])
+        assert r.exit_code == 1 and "contradict" in r.output

@@ -21,6 +21,8 @@ from ..pretrained import SHIPPED_PRIORS
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
                             help="Shipped model name or checkpoint path.")
 FORCE_OPTION = click.option("--force", "-f", is_flag=True, help="Overwrite existing output files.")
+SKIP_OPTION = click.option("--skip-existing", is_flag=True,
+                           help="Leave outputs that already exist alone (resume an interrupted batch).")
 DECODER_OPTION = click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
                               help="v2 models: fast (default; deterministic, ~100x real time) or wavenet "
                                    "(the paper's autoregressive decoder, sampled, slow).")
@@ -146,8 +148,7 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
 @FORCE_OPTION
 @click.option("--chunk-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
-@click.option("--skip-existing", is_flag=True,
-              help="Leave outputs that already exist alone (resume encoding a corpus).")
+@SKIP_OPTION
 @click.option("--entropy", is_flag=True,
               help="Entropy-code the tokens with the prior (~2x smaller, same tokens; decoding needs that prior).")
 @click.option("--prior", "prior_name", default=None,
@@ -171,13 +172,10 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
       vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
       vqcodec encode talk.wav -m vqcodec-real-lowrate --entropy   # with vqcodec-real-lowrate-prior
     """
-    if force and skip_existing:
-        raise VqcodecError("--force and --skip-existing contradict each other")
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
     failures += clashes
-    if skip_existing:
-        jobs = _without_existing(jobs)
+    jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
         _run_batch([], None, "encoding", failures)
@@ -209,7 +207,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
 @click.argument("config_path", metavar="CONFIG")
 @click.option("--output", "-o", required=True, help="Folder for the token tree: OUT/SPEAKER/UTT.vqc.")
 @MODEL_OPTION
-@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist alone (resume).")
+@SKIP_OPTION
 @click.option("--max-per-speaker", type=click.IntRange(min=1), default=None,
               help="At most N utterances of each speaker, evenly spread over its sorted list "
                    "(a smaller, speaker-balanced token corpus for the prior).")
@@ -241,8 +239,7 @@ def encode_corpus(config_path, output, model_name, skip_existing, max_per_speake
         utts = _spread_per_speaker(utts, max_per_speaker)
     jobs = [(u.path, Path(output) / u.speaker / f"{u.utt_id}{codes.SUFFIX}") for u in utts]
     speaker_of = {u.path: u.speaker for u in utts}
-    if skip_existing:
-        jobs = _without_existing(jobs)
+    jobs = _without_existing(jobs, skip_existing)
 
     def work(src: Path, dst: Path):
         _encode_to(codec, src, dst, speaker_of[src], force=True)
@@ -304,8 +301,13 @@ def _lazy_coder_for(prior_names):
     return coder_for
 
 
-def _without_existing(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+def _without_existing(jobs: list[tuple[Path, Path]], skip_existing: bool, force: bool = False
+                      ) -> list[tuple[Path, Path]]:
     """--skip-existing: drop the jobs whose output is already there (saying how many)."""
+    if force and skip_existing:
+        raise VqcodecError("--force and --skip-existing contradict each other")
+    if not skip_existing:
+        return jobs
     todo = [(src, dst) for src, dst in jobs if not dst.exists()]
     if len(todo) < len(jobs):
         _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
@@ -364,11 +366,12 @@ _DECODE_GROUP_TOKENS = 128 * 2500
               help="Output name = input name without .vqc + SUFFIX [default: .decoded.wav next to the "
                    "input (talk.vqc -> talk.decoded.wav, never the talk.wav it came from), .wav under -o DIR].")
 @FORCE_OPTION
+@SKIP_OPTION
 @click.option("--prior", "prior_names", multiple=True, default=SHIPPED_PRIORS, show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
 @DECODER_OPTION
-def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names,
-           decoder):
+def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, skip_existing,
+           prior_names, decoder):
     """Decode .vqc token files to 16 kHz wav.
 
     v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
@@ -383,6 +386,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
       vqcodec decode talk.vqc -o out.wav --speaker us2 --seed 3
       vqcodec decode tokens/ -o decoded/         # mirrors the tree, files batched together
       vqcodec decode tokens/ --suffix .us2.wav -s us2   # next to each .vqc: x.us2.wav
+      vqcodec decode tokens/ -o decoded/ --skip-existing   # resume after an interruption
       vqcodec decode talk.vqc --prior runs/x/prior/checkpoint.pt   # entropy-coded with that prior
     """
     found, failures = _expand(inputs, (codes.SUFFIX,))
@@ -390,12 +394,14 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
         raise VqcodecError(f"--suffix {suffix!r}: give a suffix such as .decoded.wav")
     jobs, clashes = _outputs(found, output, suffix or ".decoded.wav", suffix or ".wav")
     failures += clashes
+    jobs = _without_existing(jobs, skip_existing, force)
     total = len(jobs) + len(failures)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), _check_tokens(src)))
     for _, message in failures:
         _error(message)
-    if not jobs:  # every input refused: no model loaded for nothing
+    if not jobs:  # every input refused or skipped: no model loaded for nothing
         _report(failures, total)
+        return
     codec = _load(model_name)
     if speaker is not None:
         codec.speaker_index(speaker)
@@ -464,7 +470,8 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
 @click.option("--seed", default=0, show_default=True, help="WaveNet decoder random seed (same seed, same audio).")
 @DECODER_OPTION
 @FORCE_OPTION
-def convert(inputs, speaker, like_path, output, model_name, temperature, seed, decoder, force):
+@SKIP_OPTION
+def convert(inputs, speaker, like_path, output, model_name, temperature, seed, decoder, force, skip_existing):
     """Voice conversion: encode INPUT(s), decode the tokens in another voice, either a named one
     (--speaker) or the voice of any reference recording (--like, v2 models).
 
@@ -473,6 +480,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
       vqcodec convert talk.wav --like alice.wav -o talk_as_alice.wav
       vqcodec convert talk.wav --speaker us2 -o talk_as_us2.wav
       vqcodec convert recordings/ --like alice.wav -o as_alice/     # mirrors the tree
+      vqcodec convert recordings/ --like alice.wav -o as_alice/ --skip-existing   # resume
     """
     if (speaker is None) == (like_path is None):
         raise VqcodecError("give the target voice with exactly one of --speaker NAME or --like REF.wav")
@@ -481,6 +489,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, ".wav")
     failures += clashes
+    jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
         _run_batch([], None, "converting", failures)
