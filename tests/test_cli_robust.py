@@ -183,3 +183,52 @@ def test_decode_and_convert_skip_existing_outputs(tmp_path, v2_path):
         assert r.exit_code == 0, r.output
         r = run(cli, cmd + ["-m", v2_path, "--skip-existing", "-f"])
         assert r.exit_code == 1 and "contradict" in r.output
+
+
+# --------------------------------------------------------------------------- item 7: progress lines
+def test_plain_progress_lines_say_the_share_actually_done():
+    """`25% (2/6 file)` and `75% (5/6 file)` were quarters, not shares; one update past all four
+    quarters printed 25/50/75/100 % with the same count. Now one line per update that passes a
+    quarter, with the share done; close() says where the work stopped when short of 100 %."""
+    import io
+
+    from vqcodec.progress import PlainBar
+
+    out = io.StringIO()
+    bar = PlainBar(total=6, desc="encoding", unit="file", stream=out)
+    for _ in range(6):
+        bar.update(1)
+    bar.close()
+    shares = [line.split(": ", 1)[1].split(" (")[0] for line in out.getvalue().splitlines()[1:]]
+    assert shares == ["33%", "50%", "83%", "100%"], out.getvalue()
+    assert "(2/6 file" in out.getvalue() and "(5/6 file" in out.getvalue()
+    out = io.StringIO()
+    bar = PlainBar(total=5.5, desc="decoding", unit="s audio", stream=out)
+    bar.update(5.5)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("decoding: 100% (5.5/5.5 s audio"), lines
+    out = io.StringIO()
+    bar = PlainBar(total=10, unit="s audio", stream=out)
+    bar.update(3)
+    bar.close()  # stopped at 30 %
+    assert out.getvalue().splitlines()[-1].startswith("30% (3/10 s audio"), out.getvalue()
+
+
+def test_directory_decode_has_one_progress_and_a_summary(tmp_path, v2_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        sf.write(corpus / f"f{i}.wav", varied(0.5, 30 + i), 16000)
+    run = CliRunner().invoke
+    r = run(cli, ["encode", str(corpus), "-o", str(tmp_path / "tokens"), "-m", v2_path])
+    assert r.exit_code == 0 and "encoded 3 of 3 file(s) in" in r.stdout, r.output
+    for decoder in ("fast", "wavenet"):
+        r = run(cli, ["decode", str(tmp_path / "tokens"), "-o", str(tmp_path / decoder), "-m", v2_path,
+                      "--decoder", decoder])
+        assert r.exit_code == 0, r.output
+        lines = r.stderr.splitlines()
+        assert "\r" not in r.stderr
+        assert [line for line in lines if line.startswith("decoding: 0/")] == ["decoding: 0/1.5 s audio"], lines
+        assert sum("100% (1.5/1.5 s audio" in line for line in lines) == 1, lines
+        assert "decoded 3 of 3 file(s) in" in r.stdout and "1.5 s of audio" in r.stdout, r.stdout

@@ -343,7 +343,9 @@ class Codec:
                     num_samples=None, progress: bool = False, max_batch: int = 128,
                     voices=None, gains=None, decoder: str | None = None, pitches=None,
                     f0_medians=None) -> list[np.ndarray]:
-        """Several files decoded together (the WaveNet decodes their segments side by side)."""
+        """Several files decoded together (the WaveNet decodes their segments side by side).
+        progress: True for a bar of its own, or a bar to advance by seconds of audio (e.g. one
+        over a whole batch of files, `progress.bar_for`)."""
         name = self._decoder_name(decoder)
         voices = voices or [None] * len(token_seqs)
         conds = [self._global(s, v) for s, v in zip(speakers, voices)]
@@ -400,15 +402,14 @@ class Codec:
         """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
         side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
         memory stays bounded with no audible seams."""
-        from .progress import bar as progress_bar
+        from .progress import bar_for
 
         n, hop = len(tokens), self.hop
         ctx = self.model.fast_decoder.context
         out = np.zeros(n * hop, dtype=np.float32)
         v = voice.to(self.device).view(1, -1)
-        with progress_bar(total=n * hop / self.sample_rate, disable=not progress, desc="decoding", unit="s audio",
-                          leave=False,
-                          bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
+        with bar_for(progress, total=n * hop / self.sample_rate, desc="decoding", unit="s audio", leave=False,
+                     bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)

@@ -124,13 +124,14 @@ def _error(message: str) -> None:
     progress.write(f"vqcodec: error: {message}")
 
 
-def _run_batch(jobs, work, desc: str, failures: list) -> None:
-    """Run work(src, dst) for each job; a failure is reported and the batch goes on; the command
-    fails at the end, listing the failed inputs, if any failed (including `failures` already
-    found while collecting the inputs)."""
+def _run_batch(jobs, work, desc: str, failures: list, done: str = "done") -> None:
+    """Run work(src, dst) for each job; a failure is reported and the batch goes on; a batch ends
+    with a summary line (`done`: its verb); the command fails at the end, listing the failed
+    inputs, if any failed (including `failures` already found while collecting the inputs)."""
     for _, message in failures:
         _error(message)
     total = len(jobs) + len(failures)
+    start, before = time.perf_counter(), len(failures)
     bar = progress.bar(jobs, desc=desc, unit="file", disable=len(jobs) < 2, leave=False)
     for src, dst in bar:
         try:
@@ -138,7 +139,16 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
         except Exception as e:  # one bad file must not stop the others; Ctrl-C still does
             failures.append((src, _message(src, e)))
             _error(failures[-1][1])
+    if total > 1:
+        _summary(done, len(jobs) - (len(failures) - before), total, time.perf_counter() - start)
     _report(failures, total)
+
+
+def _summary(done: str, ok: int, total: int, seconds: float, audio_s: float | None = None) -> None:
+    """The last line of a batch: how many files were done, of how many, in how long."""
+    rate = f", {audio_s:.1f} s of audio (real-time factor {seconds / audio_s:.3f})" if audio_s else ""
+    click.echo(f"{done} {ok} of {total} file(s) in {seconds:.1f} s{rate}"
+               + (f"; {total - ok} failed" if ok < total else ""))
 
 
 @cli.command()
@@ -178,7 +188,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
     jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
-        _run_batch([], None, "encoding", failures)
+        _run_batch([], None, "encoding", failures, "encoded")
         return
     codec = _load(model_name)
     if entropy and prior_name is None:
@@ -200,7 +210,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
                     if coder else f"{tf.bitrate:.0f} bit/s")
             click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {rate}")
 
-    _run_batch(jobs, work, "encoding", failures)
+    _run_batch(jobs, work, "encoding", failures, "encoded")
 
 
 @cli.command("encode-corpus")
@@ -246,7 +256,7 @@ def encode_corpus(config_path, output, model_name, skip_existing, max_per_speake
 
     click.echo(f"encoding {len(jobs)} utterance(s) of {len({u.speaker for u in utts})} speaker(s) -> {output}",
                err=True)
-    _run_batch(jobs, work, "encoding", [])
+    _run_batch(jobs, work, "encoding", [], "encoded")
 
 
 def _spread_per_speaker(utts: list, limit: int) -> list:
@@ -424,6 +434,11 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
             size = 0
         groups[-1].append(item)
         size += item[2].num_tokens
+    # one progress over the whole batch, in seconds of audio (each group advances it)
+    batch_s = sum(tf.num_tokens for _, _, tf in ready) * codec.hop / codec.sample_rate
+    bar = progress.bar(total=batch_s, desc="decoding", unit="s audio", leave=False,
+                       bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    batch_start, written = time.perf_counter(), 0
     for group in groups:
         if codec.has_voice:  # v2: each file's own voice vector, unless --speaker names another
             voices = [speaker for _ in group]
@@ -433,7 +448,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
         try:
             wavs = codec.decode_many([tf.tokens for _, _, tf in group], voices, temperature=temperature,
                                      seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
-                                     progress=True, max_batch=max_batch, decoder=decoder,
+                                     progress=bar, max_batch=max_batch, decoder=decoder,
                                      voices=[tf.voice for _, _, tf in group],
                                      gains=[tf.gain for _, _, tf in group],
                                      pitches=[tf.pitch if tf.pitch_levels else None for _, _, tf in group],
@@ -451,10 +466,14 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 failures.append((src, _message(src, e)))
                 _error(failures[-1][1])
                 continue
+            written += 1
             if total == 1:
                 shown = voice or ("its own voice" if codec.has_voice and tf.voice.size else codec.speakers[0])
                 click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
                            f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
+    bar.close()
+    if total > 1:
+        _summary("decoded", written, total, time.perf_counter() - batch_start, batch_s)
     _report(failures, total)
 
 
@@ -492,7 +511,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
     jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
-        _run_batch([], None, "converting", failures)
+        _run_batch([], None, "converting", failures, "converted")
         return
     codec = _load(model_name)
     voice, median, shown = None, None, speaker
@@ -513,7 +532,7 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
             click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
                        f"decoding real-time factor {elapsed / max(tf.duration_s, 1e-9):.3f}")
 
-    _run_batch(jobs, work, "converting", failures)
+    _run_batch(jobs, work, "converting", failures, "converted")
 
 
 def _check_reference(path) -> None:

@@ -537,7 +537,7 @@ def _mark_duplicates(items: list[Item], root: Path) -> list[Item]:
 
 def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, pool, workers: int,
                    max_minutes: float | None, log, progress: bool) -> list[dict]:
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar, write
 
     deb = _deb_for(source.package, deb_dir, log)
     with tempfile.TemporaryDirectory(prefix=f"vqcodec-real-{source.package}-") as tmp:
@@ -569,7 +569,9 @@ def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, p
         rows, kept_s, errors = [], 0.0, []
         limit = max_minutes * 60 if max_minutes else None
         batch = len(items) if limit is None else max(4 * workers, 8)
-        bar = tqdm(total=len(items), desc=source.package[:28], unit="file", disable=not progress, leave=False)
+        # a tqdm bar on a terminal, a few plain lines in a log (no carriage returns)
+        bar = progress_bar(total=len(items), desc=source.package[:28], unit="file", disable=not progress,
+                           leave=False)
         done = False
         for b in range(0, len(items), batch):
             chunk = items[b:b + batch]
@@ -581,7 +583,7 @@ def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, p
                         "speaker": it.speaker, "source_sr": res["sr"], "speaker_from": it.speaker_from}
                 if res["error"]:
                     errors.append(f"{name}: {it.source_path}: {res['error']}")
-                    bar.write(f"vqcodec: {errors[-1]}", file=sys.stderr)
+                    write(f"vqcodec: {errors[-1]}")
                     rows.append({**base, "utt": "-", "seconds": "0", "transcript": "no", "status": "rejected",
                                  "reason": res["error"]})
                     continue

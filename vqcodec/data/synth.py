@@ -371,12 +371,12 @@ def plan(hours: float, voices: list[str] | tuple[str, ...] = DEFAULT_VOICES, see
     Durations come from espeak-ng's .pho (cheap), so the plan is exact and deterministic.
     Returns (job, seconds) with job.out_dir left empty.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     target = hours * 3600.0 / max(1, len(voices))
     jobs: list[tuple[Job, float]] = []
     tag = "h" if text == "heldout" else ""  # held-out-text utterances never share a training id
-    for name in tqdm(voices, desc="plan", unit="spk", disable=not progress, leave=False):
+    for name in progress_bar(voices, desc="plan", unit="spk", disable=not progress, leave=False):
         spk = get_speaker(name)
         pool_text = sentences(seed, text, salt=spk.name)
         total, i = 0.0, 0
@@ -407,7 +407,7 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
     Resumable (finished utterances are skipped) and deterministic for a seed. Returns a summary
     dict: speakers, utterances, seconds.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     voices = tuple(dict.fromkeys(voices)) if voices else DEFAULT_VOICES
     if hours <= 0:
@@ -421,7 +421,7 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
         planned = plan(hours, voices, seed, text, pool=ex, progress=progress)
         work = [Job(str(out_dir), j.speaker, j.utt_id, j.text, j.rows) for j, _ in planned]
         seconds = 0.0
-        bar = tqdm(total=len(work), unit="utt", disable=not progress, desc="synth")
+        bar = progress_bar(total=len(work), unit="utt", disable=not progress, desc="synth")
         for _utt, sec in ex.map(_synth_one, work, chunksize=4):
             seconds += sec
             bar.update(1)

@@ -87,7 +87,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike,
     Utterances whose .npy exists and is listed in the index are not read again. Unreadable audio
     is skipped with a warning (skip_bad) or raises its AudioError.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike,
             todo.append((u, key, rel))
     if todo:
         args = [(str(u.path), str(cache_dir / rel), sample_rate) for u, _, rel in todo]
-        bar = tqdm(total=len(todo), desc="cache", unit="utt", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="cache", unit="utt", disable=not progress)
         if jobs > 1:
             with ProcessPoolExecutor(jobs) as ex:
                 results = []
