@@ -232,3 +232,37 @@ def test_directory_decode_has_one_progress_and_a_summary(tmp_path, v2_path):
         assert [line for line in lines if line.startswith("decoding: 0/")] == ["decoding: 0/1.5 s audio"], lines
         assert sum("100% (1.5/1.5 s audio" in line for line in lines) == 1, lines
         assert "decoded 3 of 3 file(s) in" in r.stdout and "1.5 s of audio" in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------- item 4: eval
+def test_eval_checks_its_output_first_and_carries_on_past_a_bad_file(tmp_path, v2_path):
+    """An output folder that cannot be made is refused before any work (one line, no model
+    loaded); a folder with one bad file is scored on the good ones, the bad one listed, exit 1."""
+    data = tmp_path / "data" / "spk"
+    data.mkdir(parents=True)
+    for name in ("a", "c"):
+        sf.write(data / f"{name}.wav", varied(0.5, ord(name)), 16000)
+    (data / "b.wav").write_text("not audio")
+    (tmp_path / "afile").write_text("x")
+    code = f"""
+import sys
+from click.testing import CliRunner
+from vqcodec.cli import cli
+r = CliRunner().invoke(cli, ["eval", {str(tmp_path / "data")!r}, "-m", {v2_path!r}, "--baselines", "none",
+                             "-o", {str(tmp_path / "afile" / "report")!r}])
+assert r.exit_code == 1 and r.output.count("\\n") == 1, r.output
+assert "cannot write" in r.output and "afile is not a directory" in r.output, r.output
+print(",".join(m for m in ("torch",) if m in sys.modules))
+"""
+    assert _python(code) == ""
+    out = tmp_path / "report"
+    r = CliRunner().invoke(cli, ["eval", str(tmp_path / "data"), "-m", v2_path, "--baselines", "none",
+                                 "--listen", "1", "-q", "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert "b.wav: not a readable audio file" in r.stderr and "1 of 3 input(s) failed" in r.output, r.output
+    import json
+
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["num_files"] == 2 and [f["file"] for f in rep["failed_files"]] == [str(data / "b.wav")]
+    assert all(s["num_files"] == 2 for s in rep["systems"].values())
+    assert (out / "index.html").exists() and "could not be read" in r.stdout

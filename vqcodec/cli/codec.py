@@ -99,13 +99,23 @@ def _check_output(dst: Path, force: bool) -> None:
         raise VqcodecError(f"cannot write {dst}: is a directory")
     if not force and dst.exists():
         raise VqcodecError(f"{dst} exists (use -f/--force to overwrite)")
-    parent = dst.parent
+    _check_writable(dst.parent, dst)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse early (before the slow part) an output folder that cannot be created or written."""
+    _check_writable(Path(folder), Path(folder))
+
+
+def _check_writable(folder: Path, what: Path) -> None:
+    """`folder` is a writable folder, or can be made: its nearest existing ancestor is one."""
+    parent = folder
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise VqcodecError(f"cannot write {dst}: {parent} is not a directory")
+        raise VqcodecError(f"cannot write {what}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise VqcodecError(f"cannot write {dst}: {parent} is not writable")
+        raise VqcodecError(f"cannot write {what}: {parent} is not writable")
 
 
 def _message(src: Path, e: Exception) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import cli
-from .codec import DECODER_OPTION
+from .codec import DECODER_OPTION, _error, check_folder
 from ..audio import VOICE_MAX_SECONDS
 from ..errors import VqcodecError
 
@@ -73,6 +73,9 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     a v1 model with the file's speaker when it knows it, else with --speaker or its first speaker
     (noted). --decoder wavenet scores v2's WaveNet decoder instead of the fast one.
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
+    OUT is checked before any work. As in encode / decode, a file that cannot be read is reported
+    (one line) and left out, the others are scored and reported, and the command then exits 1
+    listing the failed files (report.json: failed_files).
 
     \b
     DATA_DIR holds DATA_DIR/SPEAKER/*.wav (the folder name is the speaker) or plain files.
@@ -88,6 +91,7 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     """
     from ..evaluation import baselines, html, report
 
+    check_folder(out_dir)  # before any work
     names = _baseline_names(baseline_spec)
     if no_model and not names:
         raise VqcodecError("nothing to evaluate: --no-model and no baselines")
@@ -110,10 +114,13 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     keep = [str(p) for p, _ in files[:listen]]
     systems = {name: html.Recorder(system, keep) for name, system in systems.items()}
     result = report.evaluate([p for p, _ in files], systems, out_dir, notes=notes, progress=not quiet,
-                             echo=click.echo)
+                             echo=click.echo, on_failure=_error)
     html.write_eval_page(out_dir, result, systems, listen, result["sample_rate"], source=str(data_dir),
                          speakers={str(p): s for p, s in files})
     click.echo(f"wrote {out_dir / 'report.json'}, report.csv, spectrograms.png, index.html", err=True)
+    failed = result["failed_files"]
+    if failed:  # as encode / decode: the good files are reported, the command still fails
+        raise VqcodecError(f"{len(failed)} of {len(files)} input(s) failed: " + ", ".join(f["file"] for f in failed))
 
 
 @cli.command("eval-convert")
@@ -185,6 +192,7 @@ def eval_convert_cmd(data_dir, model, target, like_refs, ref_seconds, target_ref
 
     if (target is None) == (like_refs is None):
         raise VqcodecError("give the target voice(s) with exactly one of --to SPEAKER or --like-refs REF_DIR")
+    check_folder(out_dir)  # before any work
     if like_refs is not None:
         return _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_speaker, no_align,
                                   out_dir, seed, temperature, decoder, listen, quiet)
