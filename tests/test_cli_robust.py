@@ -266,3 +266,32 @@ print(",".join(m for m in ("torch",) if m in sys.modules))
     assert rep["num_files"] == 2 and [f["file"] for f in rep["failed_files"]] == [str(data / "b.wav")]
     assert all(s["num_files"] == 2 for s in rep["systems"].values())
     assert (out / "index.html").exists() and "could not be read" in r.stdout
+
+
+# --------------------------------------------------------------------------- item 11: texts
+def test_t_is_the_decoder_temperature_everywhere_and_never_negative(tmp_path):
+    """`-t` was the prior's temperature in `sample` and the decoder's elsewhere, and `sample -t`
+    took negatives (silently argmax). Now every -t is the decoder's; the prior's is
+    --prior-temperature; negatives are refused by the CLI and the API."""
+    from test_cli_behaviour import _walk
+
+    for name, cmd in _walk(cli):
+        for p in cmd.params:
+            if "-t" in getattr(p, "opts", []):
+                assert "decoder" in p.help.lower() and p.type.min == 0, (name, p.help)
+    for args in (["-t", "-1"], ["--prior-temperature", "-0.5"]):
+        r = CliRunner().invoke(cli, ["sample", "-o", str(tmp_path / "x.wav"), *args])
+        assert r.exit_code == 2 and "x>=0" in r.output, r.output
+    from vqcodec.api import load_prior
+
+    with pytest.raises(Exception, match="temperature must be >= 0"):
+        load_prior("default-prior").sample(4, temperature=-1.0)
+
+
+def test_help_figures_match_what_is_built():
+    r = CliRunner().invoke(cli, ["corpus", "real", "--help"])
+    assert "9.5 h" in r.output and "127 voices" in r.output and "~12 h" not in r.output
+    from vqcodec.evaluation.report import format_table
+
+    footer = format_table({"num_files": 1, "systems": {}, "notes": []}).splitlines()[0]
+    assert "declared" not in footer and "measured once per classical codec" in footer

@@ -477,6 +477,8 @@ class TokenPrior:
         from .generate import sample_stream
         from .progress import bar as progress_bar
 
+        if not temperature >= 0:  # NaN too
+            raise VqcodecError(f"temperature must be >= 0 (0 = argmax), got {temperature!r}")
         if self.model.cfg.speaker_conditioned:
             if speaker is not None and speaker not in self.speakers:
                 raise VqcodecError(f"unknown speaker {speaker!r} for this prior; it knows: {', '.join(self.speakers)}")

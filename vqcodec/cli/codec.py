@@ -376,7 +376,7 @@ _DECODE_GROUP_TOKENS = 128 * 2500
                                       "else the model's first speaker). See `vqcodec speakers`.")
 @MODEL_OPTION
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Sampling temperature (0 = argmax).")
+              help="WaveNet decoder sampling temperature (0 = argmax).")
 @click.option("--seed", default=0, show_default=True,
               help="Random seed: a file decoded with the same seed, voice and --batch gives the same "
                    "audio, alone or among other files.")
@@ -620,9 +620,10 @@ def info(files, prior_names):
 @click.option("--prior", "prior_name", default="default-prior", show_default=True,
               help="Shipped prior name or checkpoint path.")
 @MODEL_OPTION
-@click.option("--temperature", "-t", default=1.0, show_default=True, help="Prior sampling temperature.")
-@click.option("--decoder-temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Decoder sampling temperature (0 = argmax).")
+@click.option("--prior-temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="The prior's sampling temperature: how adventurous the invented tokens are (0 = argmax).")
+@click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="WaveNet decoder sampling temperature (0 = argmax), as in decode / convert.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the prior and the decoder.")
 @click.option("--prompt", type=click.Path(dir_okay=False), help="Audio or .vqc file whose tokens start the stream.")
 @click.option("--tokens-out", help="Also write the sampled tokens as a .vqc file.")
@@ -630,15 +631,19 @@ def info(files, prior_names):
               help="v2 models: voice the tokens like this recording (instead of a named voice).")
 @DECODER_OPTION
 @FORCE_OPTION
-def sample(output, seconds, speaker, prior_name, model_name, temperature, decoder_temperature, seed,
+def sample(output, seconds, speaker, prior_name, model_name, prior_temperature, temperature, seed,
            prompt, tokens_out, like_path, decoder, force):
     """Sample new speech: the prior invents a token stream, the decoder voices it.
+
+    --prior-temperature is the prior's (the tokens); -t / --temperature the WaveNet decoder's, as
+    in every other command (the fast decoder is deterministic).
 
     \b
     Examples:
       vqcodec sample -o babble.wav --seconds 4 --speaker us2
       vqcodec sample -o more.wav --prompt talk.wav --seconds 6 --tokens-out more.vqc
       vqcodec sample -o alice_babble.wav --like alice.wav
+      vqcodec sample -o calm.wav --prior-temperature 0.8 --decoder wavenet -t 0.9
     """
     if like_path is not None:
         _check_reference(like_path)
@@ -669,8 +674,8 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
         else:
             prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
     n = max(1, round(seconds * codec.sample_rate / codec.hop))
-    tokens = prior.sample(n, speaker, temperature=temperature, seed=seed, prompt=prompt_tokens, progress=True)
-    wav = codec.decode(tokens, speaker, temperature=decoder_temperature, seed=seed, progress=True,
+    tokens = prior.sample(n, speaker, temperature=prior_temperature, seed=seed, prompt=prompt_tokens, progress=True)
+    wav = codec.decode(tokens, speaker, temperature=temperature, seed=seed, progress=True,
                        voice=voice, decoder=decoder)
     if voice is None and codec.has_voice:
         voice = codec.voices[speaker or codec.speakers[0]]

@@ -51,8 +51,8 @@ def _listen_option(f):
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for report.json, report.csv, spectrograms.png and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
-@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
-              help="Decoder sampling temperature (below 1: less noise, flatter detail).")
+@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="WaveNet decoder sampling temperature (0 = argmax; below 1: less noise, flatter detail).")
 @click.option("-s", "--speaker", "fallback_speaker", default=None, metavar="ID",
               help="Voice for files whose speaker the model does not know [default: its first speaker].")
 @click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
@@ -148,8 +148,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for convert.json, convert.csv and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
-@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
-              help="Decoder sampling temperature.")
+@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="WaveNet decoder sampling temperature (0 = argmax).")
 @DECODER_OPTION
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
