@@ -295,3 +295,34 @@ def test_help_figures_match_what_is_built():
 
     footer = format_table({"num_files": 1, "systems": {}, "notes": []}).splitlines()[0]
     assert "declared" not in footer and "measured once per classical codec" in footer
+
+
+# --------------------------------------------------------------------------- item 12: speakers
+def test_speakers_shows_language_source_and_sex_and_names_the_english_voices():
+    """`vqcodec speakers` listed 135 bare names; now a table (language, sex where the source says
+    it, source package or synthesizer voice) and a last line naming the English voices."""
+    from vqcodec.data import synth
+    from vqcodec.data.real import DEFAULT_PACKAGES
+    from vqcodec.data.voices import describe
+
+    r = CliRunner().invoke(cli, ["speakers"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["name", "language", "sex", "source"]
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert len(rows) == 135
+    assert "fr-CA French (CA)" in rows["ast_fr"] and "female" in rows["ast_fr"]
+    assert "asterisk-core-sounds-fr-g722" in rows["ast_fr"]
+    assert "en-GB" in rows["klettres_en_gb"] and "klettres-data" in rows["klettres_en_gb"]
+    assert "cs Czech" in rows["fillets_cs_big"] and "male" in rows["us2_low"] and "mbrola us2" in rows["us2_low"]
+    english = lines[-1].split(": ", 1)[1].split(", ")
+    assert lines[-1].startswith("135 voice(s), 21 English") and {"tux_en", "ktub_en", "us1", "hw_british"} <= set(english)
+    assert "ast_fr" not in english
+    # every voice of the shipped model comes from a known source; every synthetic voice is known
+    assert all(describe(n).source for n in rows)
+    assert all(describe(n).language and describe(n).sex for n in synth.SPEAKERS)
+    assert {describe(n).source.split(" ")[0] for n in rows} - {"synthetic"} <= set(DEFAULT_PACKAGES)
+    r = CliRunner().invoke(cli, ["speakers", "--language", "en", "--names"])
+    assert r.output.split() == english
+    r = CliRunner().invoke(cli, ["speakers", "--language", "xx"])
+    assert r.exit_code == 1 and "no voice of language 'xx'" in r.output

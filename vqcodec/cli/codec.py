@@ -564,20 +564,46 @@ def _reference_voice(codec, path) -> tuple:
 
 @cli.command()
 @MODEL_OPTION
-def speakers(model_name):
-    """List the speakers (voices) a model can decode with.
+@click.option("--language", "-l", metavar="LANG",
+              help="Only voices of this language (a tag or its start: en, en-GB, pt; see the table).")
+@click.option("--names", "names_only", is_flag=True, help="Only the names, one a line (for scripts).")
+def speakers(model_name, language, names_only):
+    """List the named voices a model can decode with (`--speaker NAME`): language, source and sex.
+
+    The language and source come from the corpus builders' naming rules (a Debian package, or a
+    synthesizer voice); sex is shown where the source states it, else "-". The last line counts
+    the voices and names the English ones.
 
     \b
     Examples:
       vqcodec speakers
-      vqcodec speakers -m runs/synth/vqvae/checkpoint.pt
+      vqcodec speakers --language en             # the English voices only
+      vqcodec speakers --names -m runs/synth/vqvae/checkpoint.pt
     """
     from ..checkpoint_meta import speakers as read_speakers
+    from ..data.voices import describe
     from ..pretrained import resolve
 
     names = read_speakers(resolve(model_name))  # without torch: ~0.1 s instead of ~2 s
-    for name in names if names is not None else _load(model_name).speakers:
-        click.echo(name)
+    voices = [describe(n) for n in (names if names is not None else _load(model_name).speakers)]
+    if language:
+        want = language.lower()
+        voices = [v for v in voices if v.language and (v.language.lower() == want
+                                                        or v.language.lower().startswith(want + "-"))]
+        if not voices:
+            raise VqcodecError(f"no voice of language {language!r} in this model")
+    if names_only:
+        for v in voices:
+            click.echo(v.name)
+        return
+    width = max(len(v.name) for v in voices) + 2 if voices else 6
+    lang_w = max([len(v.language or "-") + len(v.language_name) + 1 for v in voices] + [8]) + 2
+    click.echo(f"{'name':<{width}}{'language':<{lang_w}}{'sex':<8}source")
+    for v in voices:
+        lang = f"{v.language} {v.language_name}" if v.language else "-"
+        click.echo(f"{v.name:<{width}}{lang:<{lang_w}}{v.sex or '-':<8}{v.source or '-'}")
+    english = [v.name for v in voices if v.english]
+    click.echo(f"{len(voices)} voice(s), {len(english)} English" + (f": {', '.join(english)}" if english else ""))
 
 
 @cli.command()
