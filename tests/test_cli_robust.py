@@ -326,3 +326,31 @@ def test_speakers_shows_language_source_and_sex_and_names_the_english_voices():
     assert r.output.split() == english
     r = CliRunner().invoke(cli, ["speakers", "--language", "xx"])
     assert r.exit_code == 1 and "no voice of language 'xx'" in r.output
+
+
+# --------------------------------------------------------------------------- item 14: spectrograms
+def test_listening_page_spectrograms_are_tall_with_a_khz_axis(tmp_path):
+    """They were 80 px PNGs shown 72 px tall with no frequency axis: now 160 px (2 rows per mel
+    band) beside a kHz axis whose labels sit where the frequencies fall on the mel scale."""
+    import re
+
+    import matplotlib.pyplot as plt
+
+    from tiny import tone
+    from vqcodec.evaluation import html, metrics
+
+    f = str(tmp_path / "clip.wav")
+    rec = html.Recorder(lambda w, sr: (w, 1000.0), [f])
+    rec(tone(1.0, 180), 16000, source=f)
+    report = {"sample_rate": 16000, "num_files": 1, "files": [f], "notes": [],
+              "systems": {"copy": {"skipped": None, "num_files": 1, "lag_ms": 0.0,
+                                   "mean": {"pesq_wb": 2.0}, "per_file": [{"file": f, "lag_ms": 0.0, "pesq_wb": 2.0}]}}}
+    page = html.write_eval_page(tmp_path / "r", report, {"copy": rec}, 1, 16000).read_text()
+    png = plt.imread(tmp_path / "r" / "listen" / "01-clip" / "original.png")
+    assert png.shape[0] == 2 * metrics.MEL_BANDS == 160
+    assert "td.spec img{display:block;height:160px}" in page
+    labels = dict((lab, float(pos)) for pos, lab in re.findall(r"bottom:([\d.]+)%'>([\d.]+ kHz)<", page))
+    assert list(labels) == ["0.5 kHz", "1 kHz", "2 kHz", "4 kHz", "8 kHz"]
+    # Slaney mel: linear to 1 kHz (15 of 45.2 mel at 8 kHz), so 1 kHz sits about a third of the way up
+    assert 30 < labels["1 kHz"] < 36 and labels["0.5 kHz"] < labels["1 kHz"] < labels["4 kHz"] < labels["8 kHz"] == 100
+    assert page.count("<div class='ax'>") == 2  # one beside each spectrogram

@@ -238,7 +238,9 @@ def plot_spectrograms(path: str | os.PathLike, ref: np.ndarray, outputs: dict[st
         dur = len(wav) / sr
         ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=-5, vmax=float(max(mel.max(), -4)),
                   extent=(0, dur, 0, mel.shape[0]))
-        ax.set_ylabel("mel band")
+        ticks = metrics.mel_axis(sr, mel.shape[0])
+        ax.set_yticks([frac * mel.shape[0] for _, frac in ticks], [f"{hz / 1000:g}" for hz, _ in ticks])
+        ax.set_ylabel("kHz")
         ax.set_title(name, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("time (s)")
     if title:
