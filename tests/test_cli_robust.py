@@ -354,3 +354,39 @@ def test_listening_page_spectrograms_are_tall_with_a_khz_axis(tmp_path):
     # Slaney mel: linear to 1 kHz (15 of 45.2 mel at 8 kHz), so 1 kHz sits about a third of the way up
     assert 30 < labels["1 kHz"] < 36 and labels["0.5 kHz"] < labels["1 kHz"] < labels["4 kHz"] < labels["8 kHz"] == 100
     assert page.count("<div class='ax'>") == 2  # one beside each spectrogram
+
+
+# --------------------------------------------------------------------------- item 6: the README
+def test_the_readme_use_block_runs_in_order(tmp_path):
+    """Every command of the README's Use block, in order, in a fresh folder with the shipped
+    example as talk.wav (and the shipped reference as alice.wav, both in corpus/): each exits 0
+    and writes what its comment says (the second encode and the WaveNet decode hit existing
+    outputs before)."""
+    import os
+    import re
+    import shutil
+
+    from vqcodec.pretrained import PRETRAINED_DIR
+
+    root = PRETRAINED_DIR.parent
+    text = (root / "README.md").read_text()
+    block = re.search(r"^## Use\n.*?```bash\n(.*?)```", text, re.S | re.M).group(1)
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 10 and all(c.startswith("vqcodec ") for c in commands)
+    examples = PRETRAINED_DIR / "examples"
+    wav, sr = sf.read(examples / "example.wav", dtype="float32")
+    sf.write(tmp_path / "talk.wav", wav[: sr * 3 // 2], sr)  # 1.5 s: the WaveNet line stays quick
+    shutil.copy(examples / "reference_espeak_f4.wav", tmp_path / "alice.wav")
+    (tmp_path / "corpus" / "spk").mkdir(parents=True)
+    shutil.copy(tmp_path / "talk.wav", tmp_path / "corpus" / "spk" / "a.wav")
+    shutil.copy(tmp_path / "alice.wav", tmp_path / "corpus" / "spk" / "b.wav")
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    for command in commands:
+        args = [sys.executable, "-m", "vqcodec", *command.split()[1:]]
+        out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (command, out.stderr)
+    for name in ("talk.vqc", "talk_e.vqc", "talk.decoded.wav", "talk.wavenet.wav", "talk_as_alice.wav",
+                 "talk_as_us2.wav", "tokens/spk/a.vqc", "decoded/spk/b.wav", "babble.wav", "talk_lo.vqc",
+                 "talk_lo.decoded.wav"):
+        assert (tmp_path / name).is_file(), name

@@ -222,7 +222,8 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
     sr = model.cfg.sample_rate
     from .progress import bar_for
 
-    bar = bar_for(progress, total=round(sum(lengths) * hop / sr, 1), desc="decoding", unit="s audio", leave=False)
+    bar = bar_for(progress, total=sum(lengths) * hop / sr, desc="decoding", unit="s audio", leave=False,
+                  bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     done_s = 0.0
     ctx = model.conditioning.context
     for first in rounds:
@@ -244,7 +245,7 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
                             [seeds[id(p)] for p in group], None, _SecondsBar(bar, round_s / (span * hop)),
                             threads)  # (steps, B)
         done_s += round_s
-        bar.update(round(done_s, 1) - bar.n)  # exact at each round's end
+        bar.update(done_s - bar.n)  # exact at each round's end
         audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy().T
         del classes, local
         release_memory()

@@ -468,6 +468,9 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 failures.append((src, _message(src, e)))
                 _error(failures[-1][1])
             continue
+        finally:
+            if group is groups[-1]:
+                bar.close()  # its last line comes before the results'
         elapsed = time.perf_counter() - start
         for (src, dst, tf), wav, voice in zip(group, wavs, voices):
             try:
