@@ -9,31 +9,13 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
-from test_v2 import SPEAKERS, make_model, varied
-from vqcodec import checkpoint, codes
+from test_cli_behaviour import _python, _walk
+from test_v2 import SPEAKERS, make_model, v2_path, varied  # noqa: F401 (v2_path: a tiny v2 model's file)
 from vqcodec.api import Codec
 from vqcodec.cli import cli
 from vqcodec.errors import AudioError
-
-
-@pytest.fixture(scope="module")
-def v2_path(tmp_path_factory):
-    cfg, model = make_model()
-    path = tmp_path_factory.mktemp("v2") / "v2.pt"
-    checkpoint.save(path, {"kind": "vqvae", "config": cfg.to_dict(),
-                           "meta": {"speakers": SPEAKERS, "voices": {"us1": [10, 200, 30, 128],
-                                                                     "us2": [250, 5, 128, 60]}},
-                           "model": model.state_dict()})
-    return str(path)
-
-
-def _python(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 # --------------------------------------------------------------------------- item 2: 1-512 samples
@@ -273,8 +255,6 @@ def test_t_is_the_decoder_temperature_everywhere_and_never_negative(tmp_path):
     """`-t` was the prior's temperature in `sample` and the decoder's elsewhere, and `sample -t`
     took negatives (silently argmax). Now every -t is the decoder's; the prior's is
     --prior-temperature; negatives are refused by the CLI and the API."""
-    from test_cli_behaviour import _walk
-
     for name, cmd in _walk(cli):
         for p in cmd.params:
             if "-t" in getattr(p, "opts", []):
