@@ -116,7 +116,9 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also run the command with --no-baseline")
     args = ap.parse_args()
     data = Path(args.data)
-    files = sorted(p for p in data.rglob("*.wav"))
+    from vqcodec.files import walk  # dot-files skipped
+
+    files = walk(data, (".wav",))
     if not files:
         raise SystemExit(f"{data}: no .wav files (make them: vqcodec corpus synth {data} --hours 1)")
     hours = sum(sf.info(f).duration for f in files) / 3600

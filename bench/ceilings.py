@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=12)
     ap.add_argument("--iters", type=int, default=64)
     args = ap.parse_args()
-    files = sorted(Path(args.folder).rglob("*.wav"))[:args.limit]
+    from vqcodec.files import walk  # dot-files skipped
+
+    files = walk(args.folder, (".wav",))[:args.limit]
     print(f"load {os.getloadavg()[0]:.2f}; {len(files)} files of {args.folder}; Griffin-Lim {args.iters} iterations")
     rows = {"|STFT| n_fft 512 hop 64": [], "80-band mel of it": []}
     t0 = time.time()

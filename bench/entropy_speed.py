@@ -40,7 +40,9 @@ from vqcodec.entropy import CHUNK, EntropyCoder  # noqa: E402
 
 def encode_dir(codec, folder: Path) -> list[tuple[str, codes.TokenFile]]:
     out = []
-    for wav in sorted(folder.rglob("*.wav")):
+    from vqcodec.files import walk  # dot-files skipped
+
+    for wav in walk(folder, (".wav",)):
         speaker = wav.parent.name if wav.parent.name in codec.speakers else ""
         out.append((str(wav.relative_to(folder)), codec.encode_file_utterance(wav, speaker=speaker)))
     return out

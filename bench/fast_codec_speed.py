@@ -101,7 +101,9 @@ def seams(codec, folder: str, limit_s: float = 120.0) -> None:
     from vqcodec import audio
     from vqcodec.evaluation.metrics import log_mel
 
-    files = sorted(Path(folder).rglob("*.wav"))
+    from vqcodec.files import walk  # dot-files skipped
+
+    files = walk(folder, (".wav",))
     parts, total = [], 0.0
     for f in files:
         x = audio.load(f, 16000)

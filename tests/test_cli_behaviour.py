@@ -55,7 +55,7 @@ def test_cli_import_and_cheap_commands_load_no_heavy_module(tmp_path, model_path
 import sys
 from click.testing import CliRunner
 from vqcodec.cli import cli
-for args in (["--help"], ["--version"], ["info", {str(vqc)!r}], ["speakers", "-m", {model_path!r}],
+for args in (["--help"], ["--version"], ["info", {str(vqc)!r}], ["speakers", "-m", {model_path!r}, "--names"],
              ["encode", "--help"], ["analyze", "phonemes", "--help"], ["eval", "--help"]):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, (args, r.output)

@@ -89,8 +89,10 @@ def test_encode_decode_roundtrip_and_info(run, tmp_path):
 
 
 def test_speakers_lists_the_voices(run):
-    r = run("speakers")
+    r = run("speakers", "--names")
     assert r.exit_code == 0 and r.output.split() == SPEAKERS
+    r = run("speakers")  # the table: one row per voice, then the English ones
+    assert r.exit_code == 0 and [line.split()[0] for line in r.output.splitlines()[1:-1]] == SPEAKERS
 
 
 def test_help_has_examples():

@@ -251,6 +251,8 @@ def test_missing_package_and_corrupt_file_are_reported_and_the_rest_is_built(tmp
     readme = (out / "README.md").read_text()
     assert "no-such-package-xyz" in readme and "| tuxpaint-stamps-default | 1.0-1 | GPL-2 | 3 | 3 |" in readme
     assert no_temp_files(out)
+    # issue 21 item 7: stderr is not a terminal here: plain progress lines, no tqdm redraws
+    assert "\r" not in r.output and "tuxpaint-stamps-default: 0/" in r.output, r.output
 
 
 def test_download_resume_and_max_minutes(tmp_path, fake_apt):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, codes
-from .audio import resample
+from .audio import VOICE_MAX_SECONDS, check_reference, resample
 from .codes import bits_per_token
 from .config import Config
 from .errors import AudioError, VqcodecError
@@ -25,8 +25,6 @@ from .nn import voice as voice_codec
 from .nn.pitch import yin_frame_length
 from .tasks import level_gain
 
-VOICE_MAX_SECONDS = 60       # the voice vector of a file is taken from its first minute
-MIN_REFERENCE_SECONDS = 1.0  # shortest reference recording `convert --like` accepts
 FAST_CHUNK_TOKENS = 2500     # fast decoding works on 10 s chunks (plus context): bounded memory
 
 
@@ -138,9 +136,7 @@ class Codec:
         if not self.has_voice:
             raise VqcodecError("this model has no voice encoder (a v1 model): use a named speaker")
         wav = self.prepare(wav, sample_rate)
-        if len(wav) < MIN_REFERENCE_SECONDS * self.sample_rate:
-            raise AudioError(f"reference voice is too short ({len(wav) / self.sample_rate:.2f} s; "
-                             f"at least {MIN_REFERENCE_SECONDS:g} s of speech needed, 3-10 s is best)")
+        check_reference(len(wav), self.sample_rate)
         if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < 1e-4:
             raise AudioError("reference voice is silent")
         return self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(self.gain_of(wav)))
@@ -347,7 +343,9 @@ class Codec:
                     num_samples=None, progress: bool = False, max_batch: int = 128,
                     voices=None, gains=None, decoder: str | None = None, pitches=None,
                     f0_medians=None) -> list[np.ndarray]:
-        """Several files decoded together (the WaveNet decodes their segments side by side)."""
+        """Several files decoded together (the WaveNet decodes their segments side by side).
+        progress: True for a bar of its own, or a bar to advance by seconds of audio (e.g. one
+        over a whole batch of files, `progress.bar_for`)."""
         name = self._decoder_name(decoder)
         voices = voices or [None] * len(token_seqs)
         conds = [self._global(s, v) for s, v in zip(speakers, voices)]
@@ -404,15 +402,14 @@ class Codec:
         """The fast decoder over a long sequence in chunks with `context` tokens of overlap each
         side: each chunk's kept part is what a whole-file pass computes (to float rounding), so
         memory stays bounded with no audible seams."""
-        from .progress import bar as progress_bar
+        from .progress import bar_for
 
         n, hop = len(tokens), self.hop
         ctx = self.model.fast_decoder.context
         out = np.zeros(n * hop, dtype=np.float32)
         v = voice.to(self.device).view(1, -1)
-        with progress_bar(total=n * hop / self.sample_rate, disable=not progress, desc="decoding", unit="s audio",
-                          leave=False,
-                          bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
+        with bar_for(progress, total=n * hop / self.sample_rate, desc="decoding", unit="s audio", leave=False,
+                     bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
@@ -480,6 +477,8 @@ class TokenPrior:
         from .generate import sample_stream
         from .progress import bar as progress_bar
 
+        if not temperature >= 0:  # NaN too
+            raise VqcodecError(f"temperature must be >= 0 (0 = argmax), got {temperature!r}")
         if self.model.cfg.speaker_conditioned:
             if speaker is not None and speaker not in self.speakers:
                 raise VqcodecError(f"unknown speaker {speaker!r} for this prior; it knows: {', '.join(self.speakers)}")

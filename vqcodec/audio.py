@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+# Sample rates accepted at all: narrowband recordings to hi-res studio files. A header outside this
+# range is damaged or crafted (1 Hz made a 9-sample file an 8.9 h upsampled reference).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
+# A reference voice (`convert --like`, `sample --like`): at least this long to be a voice at all,
+# and at most what the voice vector is taken from (a file's first minute).
+MIN_REFERENCE_SECONDS = 1.0
+VOICE_MAX_SECONDS = 60
 
 
 def info(path: str | os.PathLike) -> sf._SoundFileInfo:
@@ -33,9 +40,34 @@ def info(path: str | os.PathLike) -> sf._SoundFileInfo:
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
     try:
-        return sf.info(str(path))
+        header = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+    check_sample_rate(header.samplerate, str(path))
+    return header
+
+
+def check_sample_rate(sample_rate, what: str = "audio") -> None:
+    """Refuse a sample rate that is not a whole number of Hz in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE],
+    before anything is read or resampled."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)) \
+            or not float(sample_rate).is_integer() or sample_rate <= 0:
+        raise AudioError(f"{what}: sample rate must be a positive integer number of Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what}: sample rate {int(sample_rate)} Hz is outside the {MIN_SAMPLE_RATE}-"
+                         f"{MAX_SAMPLE_RATE} Hz accepted (a damaged header?)")
+
+
+def check_reference(num_samples: int, sample_rate: int, what: str = "reference voice") -> None:
+    """Refuse a reference recording shorter than MIN_REFERENCE_SECONDS or longer than the
+    VOICE_MAX_SECONDS a voice is taken from (checked on the header, before it is read)."""
+    seconds = num_samples / sample_rate
+    if seconds < MIN_REFERENCE_SECONDS:
+        raise AudioError(f"{what}: too short ({seconds:.2f} s; a reference voice needs at least "
+                         f"{MIN_REFERENCE_SECONDS:g} s of speech, 3-10 s is best)")
+    if seconds > VOICE_MAX_SECONDS:
+        raise AudioError(f"{what}: too long ({seconds:.1f} s; a reference voice is taken from at most "
+                         f"{VOICE_MAX_SECONDS} s, 3-10 s is best): cut it, e.g. sox REF.wav short.wav trim 0 10")
 
 
 def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, start: int = 0,
@@ -79,10 +111,9 @@ def as_mono_float(wav, sample_rate, what: str = "audio") -> np.ndarray:
     Refused with a message saying which layout is expected: channels-first (channels, samples),
     other 2-D shapes where samples and channels cannot be told apart, 0-D and >2-D arrays, other
     dtypes (int64, uint8, bool, ...: their scale is unknown), empty or non-finite audio, and a
-    sample rate that is not a positive integer. Raises AudioError; `what` names the input."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)) \
-            or not float(sample_rate).is_integer() or sample_rate <= 0:
-        raise AudioError(f"{what}: sample rate must be a positive integer number of Hz, got {sample_rate!r}")
+    sample rate that is not an integer in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]. Raises AudioError;
+    `what` names the input."""
+    check_sample_rate(sample_rate, what)
     if hasattr(wav, "detach"):  # torch.Tensor
         wav = wav.detach().cpu().numpy()
     try:

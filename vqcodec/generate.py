@@ -198,7 +198,8 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
     `max_batch` streams, so memory stays bounded for hour-long files. max_batch=1 decodes each
     file as one stream. threads: see `sample_stream`. A file's audio depends only on its tokens,
     its voice, `seed`, `temperature` and `max_batch`, not on the other files decoded with it (see
-    the module docstring). The progress bar counts seconds of audio made."""
+    the module docstring). The progress bar counts seconds of audio made; `progress` may be a bar
+    to advance instead of one of its own (`progress.bar_for`)."""
     hop = model.hop
     device = model.quantizer.codebook.device
     lengths = [int(t.numel()) for t in token_seqs]
@@ -219,10 +220,10 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
     step = max(1, max_batch)
     rounds = range(0, len(plans), step)
     sr = model.cfg.sample_rate
-    from .progress import bar as progress_bar
+    from .progress import bar_for
 
-    bar = progress_bar(total=round(sum(lengths) * hop / sr, 1), disable=not progress, desc="decoding",
-                       unit="s", leave=False)
+    bar = bar_for(progress, total=sum(lengths) * hop / sr, desc="decoding", unit="s audio", leave=False,
+                  bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     done_s = 0.0
     ctx = model.conditioning.context
     for first in rounds:
@@ -244,7 +245,7 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
                             [seeds[id(p)] for p in group], None, _SecondsBar(bar, round_s / (span * hop)),
                             threads)  # (steps, B)
         done_s += round_s
-        bar.update(round(done_s, 1) - bar.n)  # exact at each round's end
+        bar.update(done_s - bar.n)  # exact at each round's end
         audio = mulaw_decode(classes, model.cfg.mulaw_channels).cpu().numpy().T
         del classes, local
         release_memory()

@@ -26,6 +26,35 @@ def bar(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable:
                 unit_scale=unit_scale, file=stream, bar_format=bar_format)
 
 
+def bar_for(progress, *, total=None, desc: str = "", unit: str = "it", **kw):
+    """`progress` as a bar: a bar the caller made (anything with `update`, e.g. one bar over a batch
+    of files), advanced here and never closed here, its `n` counting only this part's updates; or,
+    for True / False, a bar of its own (silent for False)."""
+    if hasattr(progress, "update"):
+        return _Part(progress)
+    return bar(total=total, desc=desc, unit=unit, disable=not progress, **kw)
+
+
+class _Part:
+    """Part of a caller's bar: update() advances it, close() leaves it open, n is this part's count."""
+
+    def __init__(self, whole):
+        self.whole, self.n = whole, 0
+
+    def update(self, n=1) -> None:
+        self.n += n
+        self.whole.update(n)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 def _isatty(stream) -> bool:
     try:
         return bool(stream.isatty())
@@ -34,7 +63,9 @@ def _isatty(stream) -> bool:
 
 
 class PlainBar:
-    """Progress as plain lines: 'desc: 0/60.0 s', then at 25/50/75/100 %, with the rate."""
+    """Progress as plain lines: 'desc: 0/60.0 s', then a line each time the work passes a quarter
+    (25/50/75/100 %), saying the share actually done (one update past two quarters gives one
+    line), with the rate; close() adds the last figure if the work stopped short of 100 %."""
 
     def __init__(self, iterable=None, total=None, desc: str = "", unit: str = "it", stream=None):
         self.iterable = iterable
@@ -46,6 +77,7 @@ class PlainBar:
         self._start = time.perf_counter()
         self._next_quarter = 1
         self._closed = False
+        self._last = None  # the count of the last line printed
         self._line(f"{self._fmt(0)}{'/' + self._fmt(total) if total else ''} {unit}")
 
     def _fmt(self, x) -> str:
@@ -56,13 +88,19 @@ class PlainBar:
 
     def update(self, n=1) -> None:
         self.n += n
-        if not self.total:
+        if not self.total or self._next_quarter > 4 \
+                or self.n < self.total * self._next_quarter / 4 - 1e-9:
             return
         while self._next_quarter <= 4 and self.n >= self.total * self._next_quarter / 4 - 1e-9:
-            elapsed = max(time.perf_counter() - self._start, 1e-9)
-            self._line(f"{25 * self._next_quarter}% ({self._fmt(round(self.n, 1))}/{self._fmt(self.total)} "
-                       f"{self.unit}, {self.n / elapsed:.3g} {self.unit}/s, {elapsed:.1f} s)")
             self._next_quarter += 1
+        self._progress_line()
+
+    def _progress_line(self) -> None:
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        share = min(100, int(100 * self.n / self.total + 1e-6))
+        self._line(f"{share}% ({self._fmt(round(self.n, 1))}/{self._fmt(round(self.total, 1))} "
+                   f"{self.unit}, {self.n / elapsed:.3g} {self.unit}/s, {elapsed:.1f} s)")
+        self._last = self.n
 
     def __iter__(self):
         for item in self.iterable:
@@ -79,6 +117,8 @@ class PlainBar:
     def close(self) -> None:
         if not self._closed and not self.total:
             self._line(f"done ({self._fmt(self.n)} {self.unit}, {time.perf_counter() - self._start:.1f} s)")
+        elif not self._closed and self.n and self._last != self.n and self._next_quarter <= 4:
+            self._progress_line()  # stopped short of 100 %: say where
         self._closed = True
 
     def __enter__(self):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import Config
 from .errors import VqcodecError
-from .files import atomic_path
+from .files import atomic_path, remove_stale_temps
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -92,6 +92,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
         raise VqcodecError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out_dir)  # a killed run's half-written checkpoint or log
         cfg.to_toml(out_dir / "config.toml")
 
     torch.manual_seed(cfg.train.seed)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, walk
 from .alignments import find_alignment, read_alignment
 from .metrics import SILENCE, TokenizedUtterance, analyze_tokens, speaker_independence, split_utterances
 
@@ -40,9 +40,7 @@ def find_corpus(data_dir: str | os.PathLike, alignments_dir: str | os.PathLike |
     if not root.is_dir():
         raise VqcodecError(f"{root}: not a directory")
     out = []
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() not in AUDIO_SUFFIXES or not p.is_file():
-            continue
+    for p in walk(root, AUDIO_SUFFIXES):
         rel = p.relative_to(root)
         speaker = rel.parts[0] if len(rel.parts) > 1 else "(none)"
         txt = p.with_suffix(".txt")

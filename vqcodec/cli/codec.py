@@ -15,11 +15,14 @@ import numpy as np
 from . import cli
 from .. import audio, codes, progress
 from ..errors import VqcodecError
+from ..files import remove_stale_temps, walk
 from ..pretrained import SHIPPED_PRIORS
 
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
                             help="Shipped model name or checkpoint path.")
 FORCE_OPTION = click.option("--force", "-f", is_flag=True, help="Overwrite existing output files.")
+SKIP_OPTION = click.option("--skip-existing", is_flag=True,
+                           help="Leave outputs that already exist alone (resume an interrupted batch).")
 DECODER_OPTION = click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
                               help="v2 models: fast (default; deterministic, ~100x real time) or wavenet "
                                    "(the paper's autoregressive decoder, sampled, slow).")
@@ -33,13 +36,13 @@ def _load(model_name: str):
 
 def _expand(inputs: tuple[str, ...], extensions: tuple[str, ...]):
     """([(file, path relative to its input root, came from a directory)], [(input, message)]) for
-    files and directories (searched recursively). A directory without matching files is a
-    failure of its own; the other inputs still go on."""
+    files and directories (searched recursively by `files.walk`: dot-files skipped). A directory
+    without matching files is a failure of its own; the other inputs still go on."""
     found, failures = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+            files = walk(p, extensions)
             if not files:
                 failures.append((p, f"{p}: no {'/'.join(extensions)} files in this directory"))
             found += [(f, f.relative_to(p), True) for f in files]
@@ -73,6 +76,9 @@ def _outputs(found, output: str | None, suffix: str, dir_suffix: str | None = No
     def key(p: Path) -> Path:
         return p.resolve() if p.parent.exists() else p
 
+    # what a killed run of this command left in the output folders goes now
+    remove_stale_temps({dst.parent for _, dst in pairs if dst.parent.is_dir()}, recursive=False)
+
     inputs = {key(src) for src, _, _ in found}
     seen: dict[Path, list[Path]] = {}
     for src, dst in pairs:
@@ -93,13 +99,23 @@ def _check_output(dst: Path, force: bool) -> None:
         raise VqcodecError(f"cannot write {dst}: is a directory")
     if not force and dst.exists():
         raise VqcodecError(f"{dst} exists (use -f/--force to overwrite)")
-    parent = dst.parent
+    _check_writable(dst.parent, dst)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse early (before the slow part) an output folder that cannot be created or written."""
+    _check_writable(Path(folder), Path(folder))
+
+
+def _check_writable(folder: Path, what: Path) -> None:
+    """`folder` is a writable folder, or can be made: its nearest existing ancestor is one."""
+    parent = folder
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise VqcodecError(f"cannot write {dst}: {parent} is not a directory")
+        raise VqcodecError(f"cannot write {what}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise VqcodecError(f"cannot write {dst}: {parent} is not writable")
+        raise VqcodecError(f"cannot write {what}: {parent} is not writable")
 
 
 def _message(src: Path, e: Exception) -> str:
@@ -118,13 +134,14 @@ def _error(message: str) -> None:
     progress.write(f"vqcodec: error: {message}")
 
 
-def _run_batch(jobs, work, desc: str, failures: list) -> None:
-    """Run work(src, dst) for each job; a failure is reported and the batch goes on; the command
-    fails at the end, listing the failed inputs, if any failed (including `failures` already
-    found while collecting the inputs)."""
+def _run_batch(jobs, work, desc: str, failures: list, done: str = "done") -> None:
+    """Run work(src, dst) for each job; a failure is reported and the batch goes on; a batch ends
+    with a summary line (`done`: its verb); the command fails at the end, listing the failed
+    inputs, if any failed (including `failures` already found while collecting the inputs)."""
     for _, message in failures:
         _error(message)
     total = len(jobs) + len(failures)
+    start, before = time.perf_counter(), len(failures)
     bar = progress.bar(jobs, desc=desc, unit="file", disable=len(jobs) < 2, leave=False)
     for src, dst in bar:
         try:
@@ -132,7 +149,16 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
         except Exception as e:  # one bad file must not stop the others; Ctrl-C still does
             failures.append((src, _message(src, e)))
             _error(failures[-1][1])
+    if total > 1:
+        _summary(done, len(jobs) - (len(failures) - before), total, time.perf_counter() - start)
     _report(failures, total)
+
+
+def _summary(done: str, ok: int, total: int, seconds: float, audio_s: float | None = None) -> None:
+    """The last line of a batch: how many files were done, of how many, in how long."""
+    rate = f", {audio_s:.1f} s of audio (real-time factor {seconds / audio_s:.3f})" if audio_s else ""
+    click.echo(f"{done} {ok} of {total} file(s) in {seconds:.1f} s{rate}"
+               + (f"; {total - ok} failed" if ok < total else ""))
 
 
 @cli.command()
@@ -142,8 +168,7 @@ def _run_batch(jobs, work, desc: str, failures: list) -> None:
 @FORCE_OPTION
 @click.option("--chunk-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
-@click.option("--skip-existing", is_flag=True,
-              help="Leave outputs that already exist alone (resume encoding a corpus).")
+@SKIP_OPTION
 @click.option("--entropy", is_flag=True,
               help="Entropy-code the tokens with the prior (~2x smaller, same tokens; decoding needs that prior).")
 @click.option("--prior", "prior_name", default=None,
@@ -167,16 +192,13 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
       vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
       vqcodec encode talk.wav -m vqcodec-real-lowrate --entropy   # with vqcodec-real-lowrate-prior
     """
-    if force and skip_existing:
-        raise VqcodecError("--force and --skip-existing contradict each other")
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
     failures += clashes
-    if skip_existing:
-        jobs = _without_existing(jobs)
+    jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
-        _run_batch([], None, "encoding", failures)
+        _run_batch([], None, "encoding", failures, "encoded")
         return
     codec = _load(model_name)
     if entropy and prior_name is None:
@@ -198,14 +220,14 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
                     if coder else f"{tf.bitrate:.0f} bit/s")
             click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {rate}")
 
-    _run_batch(jobs, work, "encoding", failures)
+    _run_batch(jobs, work, "encoding", failures, "encoded")
 
 
 @cli.command("encode-corpus")
 @click.argument("config_path", metavar="CONFIG")
 @click.option("--output", "-o", required=True, help="Folder for the token tree: OUT/SPEAKER/UTT.vqc.")
 @MODEL_OPTION
-@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist alone (resume).")
+@SKIP_OPTION
 @click.option("--max-per-speaker", type=click.IntRange(min=1), default=None,
               help="At most N utterances of each speaker, evenly spread over its sorted list "
                    "(a smaller, speaker-balanced token corpus for the prior).")
@@ -237,15 +259,14 @@ def encode_corpus(config_path, output, model_name, skip_existing, max_per_speake
         utts = _spread_per_speaker(utts, max_per_speaker)
     jobs = [(u.path, Path(output) / u.speaker / f"{u.utt_id}{codes.SUFFIX}") for u in utts]
     speaker_of = {u.path: u.speaker for u in utts}
-    if skip_existing:
-        jobs = _without_existing(jobs)
+    jobs = _without_existing(jobs, skip_existing)
 
     def work(src: Path, dst: Path):
         _encode_to(codec, src, dst, speaker_of[src], force=True)
 
     click.echo(f"encoding {len(jobs)} utterance(s) of {len({u.speaker for u in utts})} speaker(s) -> {output}",
                err=True)
-    _run_batch(jobs, work, "encoding", [])
+    _run_batch(jobs, work, "encoding", [], "encoded")
 
 
 def _spread_per_speaker(utts: list, limit: int) -> list:
@@ -300,8 +321,13 @@ def _lazy_coder_for(prior_names):
     return coder_for
 
 
-def _without_existing(jobs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+def _without_existing(jobs: list[tuple[Path, Path]], skip_existing: bool, force: bool = False
+                      ) -> list[tuple[Path, Path]]:
     """--skip-existing: drop the jobs whose output is already there (saying how many)."""
+    if force and skip_existing:
+        raise VqcodecError("--force and --skip-existing contradict each other")
+    if not skip_existing:
+        return jobs
     todo = [(src, dst) for src, dst in jobs if not dst.exists()]
     if len(todo) < len(jobs):
         _note(f"note: skipping {len(jobs) - len(todo)} file(s) whose output exists")
@@ -350,7 +376,7 @@ _DECODE_GROUP_TOKENS = 128 * 2500
                                       "else the model's first speaker). See `vqcodec speakers`.")
 @MODEL_OPTION
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Sampling temperature (0 = argmax).")
+              help="WaveNet decoder sampling temperature (0 = argmax).")
 @click.option("--seed", default=0, show_default=True,
               help="Random seed: a file decoded with the same seed, voice and --batch gives the same "
                    "audio, alone or among other files.")
@@ -360,11 +386,12 @@ _DECODE_GROUP_TOKENS = 128 * 2500
               help="Output name = input name without .vqc + SUFFIX [default: .decoded.wav next to the "
                    "input (talk.vqc -> talk.decoded.wav, never the talk.wav it came from), .wav under -o DIR].")
 @FORCE_OPTION
+@SKIP_OPTION
 @click.option("--prior", "prior_names", multiple=True, default=SHIPPED_PRIORS, show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
 @DECODER_OPTION
-def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, prior_names,
-           decoder):
+def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, suffix, force, skip_existing,
+           prior_names, decoder):
     """Decode .vqc token files to 16 kHz wav.
 
     v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
@@ -379,6 +406,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
       vqcodec decode talk.vqc -o out.wav --speaker us2 --seed 3
       vqcodec decode tokens/ -o decoded/         # mirrors the tree, files batched together
       vqcodec decode tokens/ --suffix .us2.wav -s us2   # next to each .vqc: x.us2.wav
+      vqcodec decode tokens/ -o decoded/ --skip-existing   # resume after an interruption
       vqcodec decode talk.vqc --prior runs/x/prior/checkpoint.pt   # entropy-coded with that prior
     """
     found, failures = _expand(inputs, (codes.SUFFIX,))
@@ -386,12 +414,14 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
         raise VqcodecError(f"--suffix {suffix!r}: give a suffix such as .decoded.wav")
     jobs, clashes = _outputs(found, output, suffix or ".decoded.wav", suffix or ".wav")
     failures += clashes
+    jobs = _without_existing(jobs, skip_existing, force)
     total = len(jobs) + len(failures)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), _check_tokens(src)))
     for _, message in failures:
         _error(message)
-    if not jobs:  # every input refused: no model loaded for nothing
+    if not jobs:  # every input refused or skipped: no model loaded for nothing
         _report(failures, total)
+        return
     codec = _load(model_name)
     if speaker is not None:
         codec.speaker_index(speaker)
@@ -414,6 +444,11 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
             size = 0
         groups[-1].append(item)
         size += item[2].num_tokens
+    # one progress over the whole batch, in seconds of audio (each group advances it)
+    batch_s = sum(tf.num_tokens for _, _, tf in ready) * codec.hop / codec.sample_rate
+    bar = progress.bar(total=batch_s, desc="decoding", unit="s audio", leave=False,
+                       bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    batch_start, written = time.perf_counter(), 0
     for group in groups:
         if codec.has_voice:  # v2: each file's own voice vector, unless --speaker names another
             voices = [speaker for _ in group]
@@ -423,7 +458,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
         try:
             wavs = codec.decode_many([tf.tokens for _, _, tf in group], voices, temperature=temperature,
                                      seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
-                                     progress=True, max_batch=max_batch, decoder=decoder,
+                                     progress=bar, max_batch=max_batch, decoder=decoder,
                                      voices=[tf.voice for _, _, tf in group],
                                      gains=[tf.gain for _, _, tf in group],
                                      pitches=[tf.pitch if tf.pitch_levels else None for _, _, tf in group],
@@ -433,6 +468,9 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 failures.append((src, _message(src, e)))
                 _error(failures[-1][1])
             continue
+        finally:
+            if group is groups[-1]:
+                bar.close()  # its last line comes before the results'
         elapsed = time.perf_counter() - start
         for (src, dst, tf), wav, voice in zip(group, wavs, voices):
             try:
@@ -441,10 +479,14 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 failures.append((src, _message(src, e)))
                 _error(failures[-1][1])
                 continue
+            written += 1
             if total == 1:
                 shown = voice or ("its own voice" if codec.has_voice and tf.voice.size else codec.speakers[0])
                 click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
                            f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
+    bar.close()
+    if total > 1:
+        _summary("decoded", written, total, time.perf_counter() - batch_start, batch_s)
     _report(failures, total)
 
 
@@ -460,7 +502,8 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
 @click.option("--seed", default=0, show_default=True, help="WaveNet decoder random seed (same seed, same audio).")
 @DECODER_OPTION
 @FORCE_OPTION
-def convert(inputs, speaker, like_path, output, model_name, temperature, seed, decoder, force):
+@SKIP_OPTION
+def convert(inputs, speaker, like_path, output, model_name, temperature, seed, decoder, force, skip_existing):
     """Voice conversion: encode INPUT(s), decode the tokens in another voice, either a named one
     (--speaker) or the voice of any reference recording (--like, v2 models).
 
@@ -469,24 +512,24 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
       vqcodec convert talk.wav --like alice.wav -o talk_as_alice.wav
       vqcodec convert talk.wav --speaker us2 -o talk_as_us2.wav
       vqcodec convert recordings/ --like alice.wav -o as_alice/     # mirrors the tree
+      vqcodec convert recordings/ --like alice.wav -o as_alice/ --skip-existing   # resume
     """
     if (speaker is None) == (like_path is None):
         raise VqcodecError("give the target voice with exactly one of --speaker NAME or --like REF.wav")
     if like_path is not None:
-        audio.info(like_path)  # a missing or non-audio reference is refused before loading the model
+        _check_reference(like_path)  # refused before the model loads
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, ".wav")
     failures += clashes
+    jobs = _without_existing(jobs, skip_existing, force)
     jobs = _precheck(jobs, failures, lambda src, dst: (_check_output(dst, force), audio.info(src)))
     if not jobs:  # every input refused: no model loaded for nothing
-        _run_batch([], None, "converting", failures)
+        _run_batch([], None, "converting", failures, "converted")
         return
     codec = _load(model_name)
     voice, median, shown = None, None, speaker
     if like_path is not None:
-        ref = audio.load(like_path, codec.sample_rate, verbose_resample=True)
-        voice = codec.voice_of(ref, codec.sample_rate)
-        median = codec.median_f0_of(ref, codec.sample_rate) if codec.has_pitch else None
+        voice, median = _reference_voice(codec, like_path)
         shown = f"the voice of {like_path}"
     else:
         codec.speaker_index(speaker)
@@ -502,25 +545,68 @@ def convert(inputs, speaker, like_path, output, model_name, temperature, seed, d
             click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
                        f"decoding real-time factor {elapsed / max(tf.duration_s, 1e-9):.3f}")
 
-    _run_batch(jobs, work, "converting", failures)
+    _run_batch(jobs, work, "converting", failures, "converted")
+
+
+def _check_reference(path) -> None:
+    """A reference recording's header checked before the model loads: readable audio at a sane
+    rate, between MIN_REFERENCE_SECONDS and VOICE_MAX_SECONDS long. Errors name the file."""
+    header = audio.info(path)
+    audio.check_reference(header.frames, header.samplerate, str(path))
+
+
+def _reference_voice(codec, path) -> tuple:
+    """(voice vector, median F0 or None) of a reference recording; errors name the file."""
+    ref = audio.load(path, codec.sample_rate, verbose_resample=True)
+    try:
+        voice = codec.voice_of(ref, codec.sample_rate)
+        return voice, codec.median_f0_of(ref, codec.sample_rate) if codec.has_pitch else None
+    except VqcodecError as e:
+        raise VqcodecError(_message(Path(path), e)) from None
 
 
 @cli.command()
 @MODEL_OPTION
-def speakers(model_name):
-    """List the speakers (voices) a model can decode with.
+@click.option("--language", "-l", metavar="LANG",
+              help="Only voices of this language (a tag or its start: en, en-GB, pt; see the table).")
+@click.option("--names", "names_only", is_flag=True, help="Only the names, one a line (for scripts).")
+def speakers(model_name, language, names_only):
+    """List the named voices a model can decode with (`--speaker NAME`): language, source and sex.
+
+    The language and source come from the corpus builders' naming rules (a Debian package, or a
+    synthesizer voice); sex is shown where the source states it, else "-". The last line counts
+    the voices and names the English ones.
 
     \b
     Examples:
       vqcodec speakers
-      vqcodec speakers -m runs/synth/vqvae/checkpoint.pt
+      vqcodec speakers --language en             # the English voices only
+      vqcodec speakers --names -m runs/synth/vqvae/checkpoint.pt
     """
     from ..checkpoint_meta import speakers as read_speakers
+    from ..data.voices import describe
     from ..pretrained import resolve
 
     names = read_speakers(resolve(model_name))  # without torch: ~0.1 s instead of ~2 s
-    for name in names if names is not None else _load(model_name).speakers:
-        click.echo(name)
+    voices = [describe(n) for n in (names if names is not None else _load(model_name).speakers)]
+    if language:
+        want = language.lower()
+        voices = [v for v in voices if v.language and (v.language.lower() == want
+                                                        or v.language.lower().startswith(want + "-"))]
+        if not voices:
+            raise VqcodecError(f"no voice of language {language!r} in this model")
+    if names_only:
+        for v in voices:
+            click.echo(v.name)
+        return
+    width = max(len(v.name) for v in voices) + 2 if voices else 6
+    lang_w = max([len(v.language or "-") + len(v.language_name) + 1 for v in voices] + [8]) + 2
+    click.echo(f"{'name':<{width}}{'language':<{lang_w}}{'sex':<8}source")
+    for v in voices:
+        lang = f"{v.language} {v.language_name}" if v.language else "-"
+        click.echo(f"{v.name:<{width}}{lang:<{lang_w}}{v.sex or '-':<8}{v.source or '-'}")
+    english = [v.name for v in voices if v.english]
+    click.echo(f"{len(voices)} voice(s), {len(english)} English" + (f": {', '.join(english)}" if english else ""))
 
 
 @cli.command()
@@ -563,9 +649,10 @@ def info(files, prior_names):
 @click.option("--prior", "prior_name", default="default-prior", show_default=True,
               help="Shipped prior name or checkpoint path.")
 @MODEL_OPTION
-@click.option("--temperature", "-t", default=1.0, show_default=True, help="Prior sampling temperature.")
-@click.option("--decoder-temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Decoder sampling temperature (0 = argmax).")
+@click.option("--prior-temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="The prior's sampling temperature: how adventurous the invented tokens are (0 = argmax).")
+@click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="WaveNet decoder sampling temperature (0 = argmax), as in decode / convert.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the prior and the decoder.")
 @click.option("--prompt", type=click.Path(dir_okay=False), help="Audio or .vqc file whose tokens start the stream.")
 @click.option("--tokens-out", help="Also write the sampled tokens as a .vqc file.")
@@ -573,20 +660,24 @@ def info(files, prior_names):
               help="v2 models: voice the tokens like this recording (instead of a named voice).")
 @DECODER_OPTION
 @FORCE_OPTION
-def sample(output, seconds, speaker, prior_name, model_name, temperature, decoder_temperature, seed,
+def sample(output, seconds, speaker, prior_name, model_name, prior_temperature, temperature, seed,
            prompt, tokens_out, like_path, decoder, force):
     """Sample new speech: the prior invents a token stream, the decoder voices it.
+
+    --prior-temperature is the prior's (the tokens); -t / --temperature the WaveNet decoder's, as
+    in every other command (the fast decoder is deterministic).
 
     \b
     Examples:
       vqcodec sample -o babble.wav --seconds 4 --speaker us2
       vqcodec sample -o more.wav --prompt talk.wav --seconds 6 --tokens-out more.vqc
       vqcodec sample -o alice_babble.wav --like alice.wav
+      vqcodec sample -o calm.wav --prior-temperature 0.8 --decoder wavenet -t 0.9
     """
+    if like_path is not None:
+        _check_reference(like_path)
     from ..api import load_prior
 
-    if like_path is not None:
-        audio.info(like_path)
     codec = _load(model_name)
     if codec.has_pitch:
         raise VqcodecError("this model decodes tokens with a pitch stream, which the prior does not sample: "
@@ -596,7 +687,7 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
     codec.speaker_index(speaker)
     voice = None
     if like_path is not None:
-        voice = codec.voice_of(audio.load(like_path, codec.sample_rate), codec.sample_rate)
+        voice = _reference_voice(codec, like_path)[0]
     for path in (output, tokens_out):
         if path and not force and Path(path).exists():
             raise VqcodecError(f"{path} exists (use -f/--force to overwrite)")
@@ -612,8 +703,8 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
         else:
             prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
     n = max(1, round(seconds * codec.sample_rate / codec.hop))
-    tokens = prior.sample(n, speaker, temperature=temperature, seed=seed, prompt=prompt_tokens, progress=True)
-    wav = codec.decode(tokens, speaker, temperature=decoder_temperature, seed=seed, progress=True,
+    tokens = prior.sample(n, speaker, temperature=prior_temperature, seed=seed, prompt=prompt_tokens, progress=True)
+    wav = codec.decode(tokens, speaker, temperature=temperature, seed=seed, progress=True,
                        voice=voice, decoder=decoder)
     if voice is None and codec.has_voice:
         voice = codec.voices[speaker or codec.speakers[0]]

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from . import cli
-from .codec import DECODER_OPTION
+from .codec import DECODER_OPTION, _error, check_folder
+from ..audio import VOICE_MAX_SECONDS
 from ..errors import VqcodecError
 
 
@@ -50,8 +51,8 @@ def _listen_option(f):
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for report.json, report.csv, spectrograms.png and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
-@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
-              help="Decoder sampling temperature (below 1: less noise, flatter detail).")
+@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="WaveNet decoder sampling temperature (0 = argmax; below 1: less noise, flatter detail).")
 @click.option("-s", "--speaker", "fallback_speaker", default=None, metavar="ID",
               help="Voice for files whose speaker the model does not know [default: its first speaker].")
 @click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
@@ -72,6 +73,9 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     a v1 model with the file's speaker when it knows it, else with --speaker or its first speaker
     (noted). --decoder wavenet scores v2's WaveNet decoder instead of the fast one.
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
+    OUT is checked before any work. As in encode / decode, a file that cannot be read is reported
+    (one line) and left out, the others are scored and reported, and the command then exits 1
+    listing the failed files (report.json: failed_files).
 
     \b
     DATA_DIR holds DATA_DIR/SPEAKER/*.wav (the folder name is the speaker) or plain files.
@@ -87,6 +91,7 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     """
     from ..evaluation import baselines, html, report
 
+    check_folder(out_dir)  # before any work
     names = _baseline_names(baseline_spec)
     if no_model and not names:
         raise VqcodecError("nothing to evaluate: --no-model and no baselines")
@@ -109,10 +114,13 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     keep = [str(p) for p, _ in files[:listen]]
     systems = {name: html.Recorder(system, keep) for name, system in systems.items()}
     result = report.evaluate([p for p, _ in files], systems, out_dir, notes=notes, progress=not quiet,
-                             echo=click.echo)
+                             echo=click.echo, on_failure=_error)
     html.write_eval_page(out_dir, result, systems, listen, result["sample_rate"], source=str(data_dir),
                          speakers={str(p): s for p, s in files})
     click.echo(f"wrote {out_dir / 'report.json'}, report.csv, spectrograms.png, index.html", err=True)
+    failed = result["failed_files"]
+    if failed:  # as encode / decode: the good files are reported, the command still fails
+        raise VqcodecError(f"{len(failed)} of {len(files)} input(s) failed: " + ", ".join(f["file"] for f in failed))
 
 
 @cli.command("eval-convert")
@@ -124,8 +132,10 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.option("--like-refs", "like_refs", type=click.Path(path_type=Path), default=None, metavar="REF_DIR",
               help="Convert to every voice in REF_DIR/SPEAKER/*.wav (any speakers; v2 models), each from "
                    "a reference of its first clips; its other clips score the result.")
-@click.option("--ref-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="--like-refs: seconds of each voice's first clips concatenated into its reference.")
+@click.option("--ref-seconds", type=click.FloatRange(min=0, min_open=True, max=VOICE_MAX_SECONDS), default=10.0,
+              show_default=True,
+              help="--like-refs: seconds of each voice's first clips concatenated into its reference "
+                   f"(at most {VOICE_MAX_SECONDS}, what a voice vector is taken from).")
 @click.option("--target-refs", type=click.Path(exists=True, path_type=Path), default=None,
               help="--to: real utterances of the target speaker [default: DATA_DIR/SPEAKER].")
 @click.option("--limit", type=int, default=0, metavar="N",
@@ -138,8 +148,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for convert.json, convert.csv and index.html.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Decoder sampling seed.")
-@click.option("-t", "--temperature", type=float, default=1.0, show_default=True,
-              help="Decoder sampling temperature.")
+@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="WaveNet decoder sampling temperature (0 = argmax).")
 @DECODER_OPTION
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -182,6 +192,7 @@ def eval_convert_cmd(data_dir, model, target, like_refs, ref_seconds, target_ref
 
     if (target is None) == (like_refs is None):
         raise VqcodecError("give the target voice(s) with exactly one of --to SPEAKER or --like-refs REF_DIR")
+    check_folder(out_dir)  # before any work
     if like_refs is not None:
         return _eval_convert_like(data_dir, model, like_refs, ref_seconds, limit, refs_per_speaker, no_align,
                                   out_dir, seed, temperature, decoder, listen, quiet)

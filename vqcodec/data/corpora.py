@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import VqcodecError
+from ..files import walk
 
 KINDS = ("folders", "vctk", "librispeech")
 
@@ -63,12 +64,12 @@ def vctk(root: str | os.PathLike, mic: str = "mic1") -> list[Utterance]:
     utts = []
     if new.is_dir():
         suffix = f"_{mic}"
-        for f in new.glob(f"*/*{suffix}.flac"):
+        for f in (f for f in walk(new, (".flac",)) if f.parent.parent == new and f.name.endswith(suffix + ".flac")):
             utt_id = f.name[: -len(suffix + ".flac")]
             utts.append(Utterance(f, f.parent.name, utt_id,
                                   _read_text(base / "txt" / f.parent.name / f"{utt_id}.txt")))
     elif old.is_dir():
-        for f in old.glob("*/*.wav"):
+        for f in (f for f in walk(old, (".wav",)) if f.parent.parent == old):
             utts.append(Utterance(f, f.parent.name, f.stem,
                                   _read_text(base / "txt" / f.parent.name / f"{f.stem}.txt")))
     else:
@@ -84,7 +85,7 @@ def librispeech(root: str | os.PathLike) -> list[Utterance]:
     base = _root(root)
     utts = []
     trans_cache: dict[Path, dict[str, str]] = {}
-    for f in base.rglob("*.flac"):
+    for f in walk(base, (".flac",)):
         parts = f.stem.split("-")
         if len(parts) != 3:
             continue
@@ -111,9 +112,7 @@ def folders(root: str | os.PathLike) -> list[Utterance]:
     base = _root(root)
     utts = []
     for spk_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in spk_dir.rglob("*"):
-            if f.suffix.lower() not in AUDIO_EXTENSIONS or not f.is_file() or f.name.startswith("."):
-                continue
+        for f in walk(spk_dir, AUDIO_EXTENSIONS):
             rel = f.relative_to(spk_dir).with_suffix("")
             transcript = None
             for ext in (".txt", ".lab"):

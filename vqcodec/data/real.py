@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MissingToolError, VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps, walk
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 15.0        # longer files are split at pauses
@@ -252,8 +252,7 @@ def generic_finder(package: str):
     short = _safe(re.sub(r"-(data|voice|sounds?)$", "", package)).lower()[:24]
 
     def find(root: Path, extra: dict[str, Path]) -> list[Item]:
-        files = sorted(p for p in (root / "usr/share").rglob("*")
-                       if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES) if (root / "usr/share").is_dir() else []
+        files = walk(root / "usr/share", AUDIO_SUFFIXES)
         return [Item(str(f), _rel(f, root), short, "package (no voice structure known)",
                      _safe(str(f.relative_to(root / "usr/share").with_suffix("")).replace("/", "_"))) for f in files]
     return find
@@ -538,7 +537,7 @@ def _mark_duplicates(items: list[Item], root: Path) -> list[Item]:
 
 def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, pool, workers: int,
                    max_minutes: float | None, log, progress: bool) -> list[dict]:
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar, write
 
     deb = _deb_for(source.package, deb_dir, log)
     with tempfile.TemporaryDirectory(prefix=f"vqcodec-real-{source.package}-") as tmp:
@@ -570,7 +569,9 @@ def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, p
         rows, kept_s, errors = [], 0.0, []
         limit = max_minutes * 60 if max_minutes else None
         batch = len(items) if limit is None else max(4 * workers, 8)
-        bar = tqdm(total=len(items), desc=source.package[:28], unit="file", disable=not progress, leave=False)
+        # a tqdm bar on a terminal, a few plain lines in a log (no carriage returns)
+        bar = progress_bar(total=len(items), desc=source.package[:28], unit="file", disable=not progress,
+                           leave=False)
         done = False
         for b in range(0, len(items), batch):
             chunk = items[b:b + batch]
@@ -582,7 +583,7 @@ def _build_package(source: Source, out_root: Path, state: Path, deb_dir: Path, p
                         "speaker": it.speaker, "source_sr": res["sr"], "speaker_from": it.speaker_from}
                 if res["error"]:
                     errors.append(f"{name}: {it.source_path}: {res['error']}")
-                    bar.write(f"vqcodec: {errors[-1]}", file=sys.stderr)
+                    write(f"vqcodec: {errors[-1]}")
                     rows.append({**base, "utt": "-", "seconds": "0", "transcript": "no", "status": "rejected",
                                  "reason": res["error"]})
                     continue
@@ -662,6 +663,7 @@ def build(out_dir: str | os.PathLike, packages: list[str] | None = None, *, eval
         state.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VqcodecError(f"cannot write {out}: {e.strerror or e}") from None
+    remove_stale_temps(out)  # a killed build's half-written clips and bookkeeping
 
     failures, all_rows, built = [], [], 0
     with contextlib.ExitStack() as stack:

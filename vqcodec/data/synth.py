@@ -44,6 +44,7 @@ from ..analysis.alignments import Interval, write_textgrid
 from ..analysis.phones import mbrola_map, normalize
 from ..audio import resample
 from ..errors import MissingToolError, VqcodecError
+from ..files import remove_stale_temps
 
 SAMPLE_RATE = 16000
 MBROLA_DIR = Path("/usr/share/mbrola")
@@ -370,12 +371,12 @@ def plan(hours: float, voices: list[str] | tuple[str, ...] = DEFAULT_VOICES, see
     Durations come from espeak-ng's .pho (cheap), so the plan is exact and deterministic.
     Returns (job, seconds) with job.out_dir left empty.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     target = hours * 3600.0 / max(1, len(voices))
     jobs: list[tuple[Job, float]] = []
     tag = "h" if text == "heldout" else ""  # held-out-text utterances never share a training id
-    for name in tqdm(voices, desc="plan", unit="spk", disable=not progress, leave=False):
+    for name in progress_bar(voices, desc="plan", unit="spk", disable=not progress, leave=False):
         spk = get_speaker(name)
         pool_text = sentences(seed, text, salt=spk.name)
         total, i = 0.0, 0
@@ -425,7 +426,7 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
     same names (plan_parallel). Resumable (finished utterances are skipped) and deterministic for a
     seed. Returns a summary dict: speakers, utterances, seconds.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     voices = tuple(dict.fromkeys(voices)) if voices else DEFAULT_VOICES
     if hours <= 0 or parallel < 0:
@@ -433,13 +434,14 @@ def synthesize(out_dir: str | os.PathLike, hours: float = 1.0,
     check_tools(voices)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)  # a killed build's half-written utterances
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     with ProcessPoolExecutor(n_jobs) as ex:
         planned = (plan_parallel(parallel, voices, seed, text, pool=ex) if parallel
                    else plan(hours, voices, seed, text, pool=ex, progress=progress))
         work = [Job(str(out_dir), j.speaker, j.utt_id, j.text, j.rows) for j, _ in planned]
         seconds = 0.0
-        bar = tqdm(total=len(work), unit="utt", disable=not progress, desc="synth")
+        bar = progress_bar(total=len(work), unit="utt", disable=not progress, desc="synth")
         for _utt, sec in ex.map(_synth_one, work, chunksize=4):
             seconds += sec
             bar.update(1)

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import codes
 from ..errors import VqcodecError
+from ..files import walk
 
 
 def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = None
@@ -18,7 +19,7 @@ def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = Non
     root = Path(root)
     if not root.is_dir():
         raise VqcodecError(f"{root}: no such token directory (make one with `vqcodec encode CORPUS -o {root}`)")
-    files = sorted(root.rglob("*" + codes.SUFFIX))
+    files = walk(root, (codes.SUFFIX,))
     if not files:
         raise VqcodecError(f"{root}: no .vqc files (make them with `vqcodec encode CORPUS -o {root}`)")
     out = []

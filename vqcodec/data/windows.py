@@ -27,7 +27,7 @@ import torch
 
 from ..audio import SAMPLE_RATE, mulaw_decode, mulaw_encode
 from ..errors import VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps
 from .corpora import Utterance
 
 INDEX = "index.json"
@@ -87,10 +87,11 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike,
     Utterances whose .npy exists and is listed in the index are not read again. Unreadable audio
     is skipped with a warning (skip_bad) or raises its AudioError.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(cache_dir)  # what a killed build left half-written
     index = _read_index(cache_dir, missing_ok=True)
     if index and index.get("sample_rate") != sample_rate:
         raise VqcodecError(f"{cache_dir}: cache was made at {index.get('sample_rate')} Hz, "
@@ -107,7 +108,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike,
             todo.append((u, key, rel))
     if todo:
         args = [(str(u.path), str(cache_dir / rel), sample_rate) for u, _, rel in todo]
-        bar = tqdm(total=len(todo), desc="cache", unit="utt", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="cache", unit="utt", disable=not progress)
         if jobs > 1:
             with ProcessPoolExecutor(jobs) as ex:
                 results = []

@@ -7,7 +7,9 @@ relative links into DIR/listen/, so the folder can be zipped, copied or served a
 loads nothing from the network (inline CSS, a few lines of inline JS).
 
 Spectrograms are the log-mel of `metrics.log_mel` written pixel for pixel (`pyplot.imsave`: one
-column per 16 ms frame, one row per mel band), all on one colour scale for the whole page, and each
+column per 16 ms frame, SPEC_ROW_PX rows per mel band: 160 px tall), with a frequency axis in kHz
+beside each (`metrics.mel_axis`: where 0.5-8 kHz fall on the mel scale), all on one colour
+scale for the whole page, and each
 system's output is shifted by the lag eval scored it with and cut to the original's length, so the
 images of one file line up in time. Their widths are proportional to duration.
 
@@ -25,7 +27,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,10 +35,11 @@ from urllib.parse import quote
 import numpy as np
 
 from ..errors import VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temps, temp_dir
 
 PAGE = "index.html"
 LISTEN_DIR = "listen"
+SPEC_ROW_PX = 2  # pixel rows per mel band: 80 bands -> 160 px, tall enough to read formants
 
 
 # --------------------------------------------------------------------------- capturing the audio
@@ -131,8 +133,17 @@ def _spectrogram(path: Path, wav: np.ndarray, sr: int, vmin: float, vmax: float)
 
     from . import metrics
 
-    plt.imsave(path, metrics.log_mel(wav, sr), cmap="magma", vmin=vmin, vmax=vmax, origin="lower",
-               format="png")
+    plt.imsave(path, np.repeat(metrics.log_mel(wav, sr), SPEC_ROW_PX, axis=0), cmap="magma", vmin=vmin,
+               vmax=vmax, origin="lower", format="png")
+
+
+def _frequency_axis(sr: int) -> str:
+    """The kHz labels beside a spectrogram, placed where each frequency falls on the mel scale."""
+    from . import metrics
+
+    spans = "".join(f"<span style='bottom:{100 * frac:.1f}%'>{metrics.khz_label(hz)}</span>"
+                    for hz, frac in metrics.mel_axis(sr))
+    return f"<div class='ax'>{spans}</div>"
 
 
 def _legend(path: Path) -> None:
@@ -160,10 +171,14 @@ h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.15em;margin:1.6em 0 .4em}
 h3{font-size:1em;margin:1.4em 0 .3em;font-family:ui-monospace,monospace}
 .meta,.note{color:#555;font-size:.9em} .note{margin:.1em 0}
 table{border-collapse:collapse} th,td{padding:.25em .6em;text-align:right;vertical-align:middle}
+td.ax{padding:2px 0 2px .3em;width:3.8em}
+div.ax{position:relative;height:160px;font-size:.75em;color:#555;border-right:1px solid #999}
+div.ax span{position:absolute;right:5px;transform:translateY(50%);white-space:nowrap;line-height:1}
+div.ax span:after{content:"";position:absolute;right:-5px;top:50%;width:4px;border-top:1px solid #999}
 th{background:#f0f0f3;font-weight:600;white-space:nowrap} tr+tr td{border-top:1px solid #e4e4e8}
 td.name,th.name{text-align:left;white-space:nowrap} td.best{font-weight:700}
 table.listen{width:100%} table.listen td.spec{width:55%;text-align:left;padding:2px .6em}
-td.spec img{display:block;height:72px}
+td.spec img{display:block;height:160px}
 audio{height:32px;width:240px;vertical-align:middle}
 .legend{display:inline-flex;gap:.4em;align-items:center}
 .legend img{width:160px;height:10px}
@@ -219,7 +234,8 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
     Built in a temporary folder and swapped in, so a failure leaves no half-written report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.", dir=out_dir))
+    remove_stale_temps(out_dir, recursive=False)  # a killed run's half-built folders
+    tmp = temp_dir(out_dir, LISTEN_DIR)
     try:
         body = _render_blocks(tmp, blocks, sample_rate, view_note)
         page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -232,7 +248,7 @@ def write_page(out_dir: str | os.PathLike, title: str, intro_html: str, summary_
         with atomic_path(out_dir / PAGE) as p:  # the page is renamed into place last
             p.write_text(page, encoding="utf-8")
             if old.exists():
-                backup = Path(tempfile.mkdtemp(prefix=f".{LISTEN_DIR}.old.", dir=out_dir))
+                backup = temp_dir(out_dir, LISTEN_DIR + ".old")
                 os.replace(old, backup / LISTEN_DIR)
             os.replace(tmp, old)
         if backup is not None:
@@ -251,8 +267,9 @@ def _render_blocks(folder: Path, blocks: Sequence[Block], sr: int, view_note: st
         return ""
     vmin, vmax = _colour_scale([b.clips[0].wav for b in blocks if b.clips], sr)
     _legend(folder / "scale.png")
+    axis = _frequency_axis(sr)
     parts = [f"<h2>Listen</h2>\n<p class='meta'>Spectrograms: log<sub>10</sub> mel magnitude "
-             f"(80 bands, 16 ms frames), one colour scale for the page "
+             f"(80 bands on a kHz axis, 16 ms frames), one colour scale for the page "
              f"<span class='legend'>{vmin:g} <img src='{LISTEN_DIR}/scale.png' alt='colour scale'> "
              f"{vmax:g}</span>; widths to one time scale{view_note}.</p>"]
     shared: dict[str, str] = {}
@@ -278,13 +295,13 @@ def _render_blocks(folder: Path, blocks: Sequence[Block], sr: int, view_note: st
             scores = "".join(f"<td>{html.escape(clip.scores.get(c, ''))}</td>" for c in block.columns)
             rows.append(f"<tr><td class='name'>{html.escape(clip.label)}</td>"
                         f"<td><audio controls preload='metadata' src='{href}.wav'></audio></td>{scores}"
-                        f"<td class='spec'><img src='{href}.png' style='width:{width:.1f}%' "
+                        f"<td class='ax'>{axis}</td><td class='spec'><img src='{href}.png' style='width:{width:.1f}%' "
                         f"alt='spectrogram: {html.escape(clip.label, quote=True)}'></td></tr>")
         seconds = len(block.clips[0].wav) / sr
         head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
         parts.append(f"<h3>{html.escape(block.title)} <span class='meta'>({seconds:.1f} s)</span></h3>\n"
                      f"<table class='listen'><tr><th class='name'></th><th>listen</th>{head}"
-                     f"<th class='name'>spectrogram</th></tr>\n" + "\n".join(rows) + "\n</table>")
+                     f"<th>kHz</th><th class='name'>spectrogram</th></tr>\n" + "\n".join(rows) + "\n</table>")
     return "\n".join(parts)
 
 

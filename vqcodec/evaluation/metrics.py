@@ -133,6 +133,26 @@ def log_mel(wav, sr: int = 16000) -> np.ndarray:
     return np.log10(np.maximum(mel, MEL_FLOOR))
 
 
+def mel_axis(sr: int = 16000, n_mels: int = MEL_BANDS, ticks_hz=(500, 1000, 2000, 4000, 8000)) -> list[tuple[float, float]]:
+    """Where frequencies fall on a `log_mel` picture: (Hz, height as a fraction of the picture,
+    0 = bottom) for each tick up to sr/2. Band b (from the bottom) is centred on the (b+1)-th of
+    n_mels + 2 points spread evenly on the Slaney mel scale from 0 to sr/2 and drawn as the row
+    [b, b + 1), so a frequency sits at (its band position + 0.5) / n_mels."""
+    from ..nn.spectral import _hz_to_mel
+
+    top = float(_hz_to_mel(sr / 2))
+    out = []
+    for hz in ticks_hz:
+        if 0 < hz <= sr / 2:
+            band = float(_hz_to_mel(hz)) / top * (n_mels + 1) - 1
+            out.append((float(hz), min(1.0, max(0.0, (band + 0.5) / n_mels))))
+    return out
+
+
+def khz_label(hz: float) -> str:
+    return f"{hz / 1000:g} kHz"
+
+
 def mel_distance(ref, deg, sr: int = 16000) -> float:
     """Mean absolute difference of log10 mel spectrograms (see `log_mel`), over all 80 bands
     and all frames, after trimming both signals to the shorter length. 0 for identical signals;

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, load
 from ..errors import MissingToolError, VqcodecError
-from ..files import atomic_path
+from ..files import atomic_path, walk
 from . import metrics
 
 METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity")
@@ -75,12 +75,17 @@ def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[s
 
 def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], out_dir: str | os.PathLike,
              sample_rate: int = SAMPLE_RATE, notes: list[str] | None = None, progress: bool = True,
-             echo: Callable[[str], None] = print, spectrogram: bool = True) -> dict:
+             echo: Callable[[str], None] = print, spectrogram: bool = True,
+             on_failure: Callable[[str], None] | None = None) -> dict:
     """Run every system on every file and write report.json, report.csv and spectrograms.png
     into `out_dir`. Returns the report dict (also what report.json holds).
 
     `notes`: a list of lines carried into the report, appended to in place (skips, missing
     metrics; pass the same list to a CodecSystem so its speaker notes land here too).
+    A file that cannot be read (not audio, empty, NaN...) is left out and the run goes on, as in
+    encode / decode: it is listed in the report's `failed_files` (file, error) and passed to
+    `on_failure(message)` as it happens; `files` / `num_files` are the files scored. Raises
+    VqcodecError when no file could be read.
     """
     from ..progress import bar as tqdm  # plain lines when stderr is not a terminal
 
@@ -93,9 +98,19 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
     skipped: dict[str, str] = {}
     first_outputs: dict[str, np.ndarray] = {}
     first_ref = None
+    scored: list[Path] = []
+    failed: list[dict] = []
 
-    for i, path in enumerate(tqdm(files, desc="evaluating", unit="file", disable=not progress)):
-        ref = load(path, sample_rate)
+    for path in tqdm(files, desc="evaluating", unit="file", disable=not progress):
+        try:
+            ref = load(path, sample_rate)
+        except VqcodecError as e:
+            failed.append({"file": str(path), "error": str(e)})
+            if on_failure is not None:
+                on_failure(str(e))
+            continue
+        i = len(scored)
+        scored.append(path)
         if i == 0:
             first_ref = ref
         for name, system in systems.items():
@@ -120,10 +135,13 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
             if i == 0:
                 first_outputs[name] = metrics.shift(deg, lag, length=len(ref))
 
+    if not scored:
+        raise VqcodecError(f"none of the {len(files)} file(s) could be read: nothing to evaluate")
     report = {
         "sample_rate": sample_rate,
-        "num_files": len(files),
-        "files": [str(f) for f in files],
+        "num_files": len(scored),
+        "files": [str(f) for f in scored],
+        "failed_files": failed,
         "mel_distance_definition": "mean |log10 mel(ref) - log10 mel(deg)|, 80 bands, n_fft 1024, "
                                    "hop 256, magnitude, floor 1e-5 (vqcodec.evaluation.metrics)",
         "systems": {},
@@ -142,7 +160,7 @@ def evaluate(files: Sequence[str | os.PathLike], systems: dict[str, Callable], o
     if spectrogram and first_ref is not None:
         try:
             plot_spectrograms(out_dir / "spectrograms.png", first_ref, first_outputs, sample_rate,
-                              title=files[0].name)
+                              title=scored[0].name)
             report["spectrogram_png"] = str(out_dir / "spectrograms.png")
         except ImportError:
             notes.append("spectrogram plot skipped: pip install matplotlib")
@@ -181,8 +199,8 @@ def format_table(report: dict) -> str:
     header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'spk sim':>9}{'kbps':>8}{'lag ms':>8}"
     lines = [f"means over {report['num_files']} file(s) "
              f"(PESQ-WB, STOI, speaker similarity to the original: higher is better; mel distance: "
-             f"lower is better; lag: the system's "
-             f"declared delay, removed before scoring)", header,
+             f"lower is better; lag ms: the delay removed before scoring, measured once per classical "
+             f"codec on probe signals; vqcodec keeps time and is scored at lag 0)", header,
              "-" * len(header)]
     for name, s in report["systems"].items():
         if s["skipped"]:
@@ -198,6 +216,9 @@ def format_table(report: dict) -> str:
                      f"{f(s.get('lag_ms'), '8.1f')}")
     for n in report["notes"]:
         lines.append(f"note: {n}")
+    if report.get("failed_files"):
+        lines.append(f"note: {len(report['failed_files'])} file(s) could not be read and are left out "
+                     "(report.json: failed_files)")
     return "\n".join(lines)
 
 
@@ -217,7 +238,9 @@ def plot_spectrograms(path: str | os.PathLike, ref: np.ndarray, outputs: dict[st
         dur = len(wav) / sr
         ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=-5, vmax=float(max(mel.max(), -4)),
                   extent=(0, dur, 0, mel.shape[0]))
-        ax.set_ylabel("mel band")
+        ticks = metrics.mel_axis(sr, mel.shape[0])
+        ax.set_yticks([frac * mel.shape[0] for _, frac in ticks], [f"{hz / 1000:g}" for hz, _ in ticks])
+        ax.set_ylabel("kHz")
         ax.set_title(name, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("time (s)")
     if title:
@@ -246,11 +269,10 @@ def collect_files(data_dir: str | os.PathLike, limit: int = 0) -> list[tuple[Pat
     if not root.is_dir():
         raise VqcodecError(f"{root}: no such folder")
     by_speaker: dict[str | None, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."):
-            rel = p.relative_to(root)
-            spk = rel.parts[0] if len(rel.parts) > 1 else None
-            by_speaker.setdefault(spk, []).append(p)
+    for p in walk(root, AUDIO_EXTENSIONS):
+        rel = p.relative_to(root)
+        spk = rel.parts[0] if len(rel.parts) > 1 else None
+        by_speaker.setdefault(spk, []).append(p)
     if not by_speaker:
         raise VqcodecError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
     out: list[tuple[Path, str | None]] = []

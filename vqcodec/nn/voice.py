@@ -74,11 +74,16 @@ class VoiceEncoder(nn.Module):
         return quantize(torch.tanh(self.norm(v) if self.norm is not None else v))
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid."""
+        """wav (B, T), level-normalised -> (B, dim) on the 8-bit grid. A clip shorter than half an
+        STFT window (512 samples, 32 ms) cannot be reflect-padded: it is zero-padded to 513 samples
+        (its voice vector is a guess, but a 1-sample file still encodes)."""
         if self.takes_dvector:
-            with torch.no_grad():  # frozen
+            with torch.no_grad():  # frozen; its STFT pads with zeros, so any length works
                 dvector = self.embedder(wav)
             return self.from_dvector(dvector)
+        short = self.mel.n_fft // 2 + 1 - wav.shape[-1]
+        if short > 0:
+            wav = F.pad(wav, (0, short))
         x = self.mel(wav)
         x = (x + 5.0) / 5.0  # log-mel of speech spans about -11..+3: centre it
         for conv in self.convs:
