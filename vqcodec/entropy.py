@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .codes import MAX_BATCH
 from .errors import FormatError, MissingToolError
 
 TOTAL = 1 << 20     # every frequency table sums to this
@@ -57,6 +58,10 @@ TOTAL = 1 << 20     # every frequency table sums to this
 CHUNK = 128
 BATCH = 64          # chunks stepped together; bounds memory (state ~0.25 MB per chunk for the v1 prior)
 MAX_CLASSES = TOTAL >> 4  # K at most TOTAL/16: the "every symbol >= 1" floor then costs < 1/16 of the mass
+# Bits a range-coded payload may fall short of the information its symbols carry: the decoder's
+# 64-bit state plus a word. constriction re-quantizes each table to 2**24, which can make a
+# symbol dearer by at most K / 2**24 / ln 2 bits: allowed for separately (`_budget_exceeded`).
+SLACK_BITS = 96
 
 
 @contextlib.contextmanager
@@ -137,8 +142,8 @@ class EntropyCoder:
                  chunk: int = CHUNK, batch: int = BATCH):
         if not (isinstance(prior_id, str) and len(prior_id) == 16 and _is_hex(prior_id)):
             raise ValueError(f"prior id must be 16 hex characters, got {prior_id!r}")
-        if not (1 <= chunk < 2 ** 16 and 1 <= batch < 2 ** 16):
-            raise ValueError(f"chunk and batch must lie in [1, 65535], got {chunk}, {batch}")
+        if not (1 <= chunk < 2 ** 16 and 1 <= batch <= MAX_BATCH):
+            raise ValueError(f"chunk must lie in [1, 65535] and batch in [1, {MAX_BATCH}], got {chunk}, {batch}")
         self.net = net
         self.prior_id = prior_id.lower()
         self.tokenizer_id = tokenizer_id.lower() if tokenizer_id else None
@@ -196,18 +201,31 @@ class EntropyCoder:
     def decode(self, payload: bytes, tf, num_tokens: int, chunk: int, batch: int,
                source: str = "token file") -> np.ndarray:
         """Tokens (int64) from an entropy-coded payload. `tf` carries the header fields (its
-        tokens are ignored); chunk and batch are the file's. Raises FormatError only."""
+        tokens are ignored); chunk and batch are the file's. Raises FormatError only.
+
+        Bounded by the payload, not by the count a header claims: a count no payload of this size
+        can hold is refused before decoding, nothing is allocated ahead for the claimed count, and
+        decoding stops once the tokens decoded so far carry more information (-log2 of their
+        table probabilities) than the payload has bits: a range coder cannot store more. A
+        garbage payload thus costs what a genuine file of its size costs to decode."""
         self.check(tf, source)
         if len(payload) % 4:
             raise FormatError(f"{source}: corrupt payload (entropy-coded length {len(payload)} "
                               "is not a whole number of 32-bit words)")
         if num_tokens == 0 and payload:
             raise FormatError(f"{source}: corrupt payload ({len(payload)} entropy-coded bytes for no tokens)")
+        if not (1 <= chunk and 1 <= batch <= MAX_BATCH):
+            raise FormatError(f"{source}: inconsistent header (chunk {chunk}, batch {batch})")
+        if num_tokens > (8 * len(payload) + SLACK_BITS) / min_bits_per_token(self.num_classes) + 1:
+            raise FormatError(f"{source}: inconsistent header ({num_tokens} tokens cannot fit in an "
+                              f"entropy-coded payload of {len(payload)} bytes)")
         c = _constriction()
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         decoder = c.stream.queue.RangeDecoder(words)
         family = c.stream.model.Categorical(perfect=False)
-        out = np.zeros(num_tokens, dtype=np.int64)
+        where, got = [], []
+        budget = 8 * len(payload) + SLACK_BITS
+        spent = [0.0, 0]  # bits of information decoded, tokens decoded
 
         def code(freq, active, t, rows):
             try:
@@ -216,7 +234,13 @@ class EntropyCoder:
                 raise FormatError(f"{source}: corrupt entropy-coded payload ({e})") from None
             if symbols.shape != (active,) or symbols.min() < 0 or symbols.max() >= self.num_classes:
                 raise FormatError(f"{source}: corrupt entropy-coded payload")
-            out[rows[:active] + t] = symbols
+            spent[0] += float(np.sum(_LOG2_TOTAL - np.log2(freq[np.arange(active), symbols])))
+            spent[1] += active
+            if spent[0] - spent[1] * self.num_classes / 2 ** 24 * 1.5 > budget:
+                raise FormatError(f"{source}: corrupt entropy-coded payload (its {len(payload)} bytes "
+                                  f"run out after {spent[1]} of the {num_tokens} tokens the header announces)")
+            where.append(rows[:active] + t)
+            got.append(symbols.astype(np.int64))
             return symbols
 
         saved = self.chunk, self.batch
@@ -227,6 +251,9 @@ class EntropyCoder:
             self.chunk, self.batch = saved
         if num_tokens and not decoder.maybe_exhausted():
             raise FormatError(f"{source}: corrupt entropy-coded payload (data left after the last token)")
+        out = np.zeros(num_tokens, dtype=np.int64)  # every token is decoded by now: the count is genuine
+        if got:
+            out[np.concatenate(where)] = np.concatenate(got)
         return out
 
     def _run(self, tf, n: int, code) -> None:
@@ -234,14 +261,13 @@ class EntropyCoder:
         code(freq (B, K), active rows, t, chunk starts) codes the tokens at offset t of the first
         `active` chunks of the round and returns them (fed to the prior for the next step)."""
         chunk, batch = self.chunk, self.batch
-        starts = np.arange(0, n, chunk)
         cond = None if self.condition is None else self.condition(tf)
         bar = tqdm(total=n, disable=not self.progress or n < 2500, desc="entropy coding", unit="token",
                    unit_scale=True, leave=False)
         with bar, one_thread(), torch.inference_mode():
             device = next(iter(self.net.parameters())).device if hasattr(self.net, "parameters") else "cpu"
-            for r in range(0, len(starts), batch):
-                rows = starts[r:r + batch]
+            for r in range(0, n, chunk * batch):  # a round's chunk starts, made as it comes
+                rows = np.arange(r, min(n, r + chunk * batch), chunk, dtype=np.int64)
                 lengths = np.minimum(rows + chunk, n) - rows
                 B = len(rows)
                 state = self.net.init_state(B, None, _repeat(cond, B, device))
@@ -256,28 +282,7 @@ class EntropyCoder:
                 bar.update(int(lengths.sum()))
 
 
-def coder_for_priors(*names) -> Callable[[str], EntropyCoder]:
-    """For `codes.read(..., coder_for=...)`: prior id -> the EntropyCoder of whichever of the
-    named priors (shipped names like "default-prior" or checkpoint paths) has that id. Priors are
-    loaded on first use, once; a file whose prior is not among them gets a FormatError naming
-    what was tried."""
-    coders: dict[str, EntropyCoder] = {}
-    loaded: list[str] = []
-
-    def lookup(pid: str) -> EntropyCoder:
-        if pid in coders:
-            return coders[pid]
-        from .api import load_prior
-
-        for name in names[len(loaded):]:
-            coder = EntropyCoder.from_prior(load_prior(name))
-            coders[coder.prior_id] = coder
-            loaded.append(f"{name} = {coder.prior_id}")
-            if coder.prior_id == pid:
-                return coder
-        raise FormatError(f"entropy-coded with prior {pid}, which is not available (tried "
-                          f"{', '.join(loaded) or 'no prior'}; give the prior it was written with)")
-    return lookup
+_LOG2_TOTAL = math.log2(TOTAL)
 
 
 def _repeat(cond, batch: int, device):
@@ -306,5 +311,5 @@ def _is_hex(s: str) -> bool:
         return False
 
 
-__all__ = ["EntropyCoder", "coder_for_priors", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
+__all__ = ["EntropyCoder", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
            "CHUNK", "BATCH"]

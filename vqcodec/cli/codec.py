@@ -194,8 +194,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
             _note(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz")
         tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds, coder)
         if len(jobs) == 1:
-            rate = (f"{dst.stat().st_size * 8 / tf.duration_s:.0f} bit/s entropy-coded, whole file"
-                    if coder else f"{tf.bitrate:.0f} bit/s")
+            rate = codes.rate_line(codes.describe(tf, data=dst.read_bytes()))
             click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {rate}")
 
     _run_batch(jobs, work, "encoding", failures)
@@ -293,7 +292,7 @@ def _lazy_coder_for(prior_names):
 
     def coder_for(prior_id: str):
         if not made:
-            from ..entropy import coder_for_priors
+            from ..api import coder_for_priors
 
             made.append(coder_for_priors(*prior_names))
         return made[0](prior_id)
@@ -605,7 +604,7 @@ def sample(output, seconds, speaker, prior_name, model_name, temperature, decode
     prompt_tokens = None
     if prompt:
         if prompt.endswith(codes.SUFFIX):
-            from ..entropy import coder_for_priors
+            from ..api import coder_for_priors
 
             prompt_tokens = codes.read(prompt, expect_model_id=codec.model_id,
                                        coder_for=coder_for_priors(prior_name)).tokens
