@@ -68,6 +68,8 @@ def test_bitrate_and_duration():
     assert info["model_id"] == MID and info["speaker"] == "us1"
     assert 0 < info["codebook_usage"] <= 1
     assert codes.rate_line(info) == f"tokens {info['tokens_bps']:.0f} bit/s, whole file {info['file_bps']:.0f} bit/s"
+    entropy = dict(info, content_coding="entropy (prior 00000000000000aa, chunks of 128 tokens)")
+    assert codes.rate_line(entropy).startswith(f"tokens {info['tokens_bps']:.0f} bit/s entropy-coded, whole file")
 
 
 def test_unicode_speaker_and_empty_speaker():

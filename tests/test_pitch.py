@@ -224,12 +224,15 @@ def test_convert_like_takes_the_references_median_f0(codec):
 def test_vqc_version_3_round_trip_and_checks(codec, tmp_path):
     tf = codec.encode_utterance(speechlike(0.9, 150), SR)
     data = codes.to_bytes(tf)
-    assert data[4] == codes.PITCH_VERSION
+    assert data[4] == codes.VERSION
     back = codes.from_bytes(data)
-    assert back == tf and back.version == 3 and np.array_equal(back.pitch, tf.pitch)
+    assert back == tf and back.version == 4 and np.array_equal(back.pitch, tf.pitch)
     info = codes.describe(back)
     assert info["pitch_bps"] > 0 and info["file_bytes"] == len(data)
-    assert info["total_bitrate_bps"] > info["bitrate_bps"] + info["pitch_bps"]
+    assert info["file_bps"] > info["streams_bps"] > info["tokens_bps"] + info["pitch_bps"]
+    from vqc_files import v2_bytes
+    legacy = v2_bytes(tf)  # the same streams as a version-3 file
+    assert legacy[4] == codes.PITCH_VERSION and codes.from_bytes(legacy) == tf
     for cut in (len(data) - 1, 80, 71):
         with pytest.raises(FormatError):
             codes.from_bytes(data[:cut])
@@ -245,7 +248,8 @@ def test_vqc_version_3_round_trip_and_checks(codec, tmp_path):
                         model_id=tf.model_id, pitch=tf.pitch)
     plain = codes.TokenFile(tokens=tf.tokens, sample_rate=SR, num_samples=tf.num_samples, hop=64,
                             codebook_size=16, model_id=tf.model_id)
-    assert codes.to_bytes(plain)[4] == 2                           # files without pitch stay version 2
+    assert codes.describe(plain)["pitch_bps"] == 0                 # files without pitch have no pitch stream
+    assert len(codes.to_bytes(plain)) < len(data)
 
 
 def test_training_with_the_pitch_stream_stores_named_medians(tmp_path):

@@ -754,7 +754,8 @@ def describe(tf: TokenFile, data: bytes | None = None) -> dict:
 
 def rate_line(desc: dict) -> str:
     """The one way the commands print a file's bitrate (see `describe`)."""
-    return f"tokens {desc['tokens_bps']:.0f} bit/s, whole file {desc['file_bps']:.0f} bit/s"
+    coded = " entropy-coded" if desc["content_coding"].startswith("entropy") else ""
+    return f"tokens {desc['tokens_bps']:.0f} bit/s{coded}, whole file {desc['file_bps']:.0f} bit/s"
 
 
 def _entropy(tokens: np.ndarray) -> float:
