@@ -54,6 +54,8 @@ def edited(data: bytes, head: dict | None = None, **streams) -> bytes:
     by_name = {codes.STREAM_NAMES[s.kind]: s for s in parsed}
     for name, changes in streams.items():
         by_name[name].__dict__.update(changes)
+        if by_name[name].crc is None:  # made entropy-coded: it needs a values CRC
+            by_name[name].crc = 0
     return codes._assemble(h, [dataclasses.replace(s) for s in parsed])
 
 

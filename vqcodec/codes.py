@@ -23,8 +23,8 @@ group first, minimal length, at most 10 bytes, < 2**64); other integers little-e
         count      varint  number of values
         params     1 + M   length M (uint8), then M bytes whose meaning depends on the type (below)
         coding 1:  8 + varint + varint + 4: prior id (the model whose probabilities coded the
-                   values), chunk (values per independently coded chunk, >= 1), batch (chunks
-                   stepped together, 1..MAX_BATCH), CRC32 of the values (see `_token_crc`: catches a
+                   values), chunk (values per independently coded chunk, 1..MAX_CHUNK), batch
+                   (chunks stepped together, 1..MAX_BATCH), CRC32 of the values (see `_token_crc`: catches a
                    decoder whose tables differ from the encoder's)
         data       varint + D  length D, then D bytes: coding 0, the values packed MSB-first,
                    D = ceil(count * bits / 8), zero padding; coding 1, the range coder's 32-bit words
@@ -85,6 +85,7 @@ PLAIN, ENTROPY = 0, 1           # stream codings
 CONTENT, PITCH, VOICE, GAIN = 1, 2, 3, 4  # stream types
 STREAM_NAMES = {CONTENT: "content", PITCH: "pitch", VOICE: "voice", GAIN: "gain"}
 MAX_BATCH = 256                 # chunks an entropy decoder steps together: bounds its state memory
+MAX_CHUNK = 2 ** 16 - 1         # values per independently coded chunk (version 2's uint16 field)
 MAX_CODEBOOKS = 255
 MAX_STREAMS = 16
 
@@ -366,8 +367,9 @@ def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
     else:
         if tf.codebooks != 1:
             raise FormatError(f"entropy coding takes one codebook; these tokens have {tf.codebooks}")
-        if not 1 <= coder.batch <= MAX_BATCH:
-            raise FormatError(f"entropy coder batch {coder.batch} outside [1, {MAX_BATCH}]")
+        if not (1 <= coder.chunk <= MAX_CHUNK and 1 <= coder.batch <= MAX_BATCH):
+            raise FormatError(f"entropy coder chunk {coder.chunk} or batch {coder.batch} outside "
+                              f"[1, {MAX_CHUNK}] and [1, {MAX_BATCH}]")
         content.coding, content.prior = ENTROPY, bytes.fromhex(coder.prior_id)
         content.chunk, content.batch, content.crc = coder.chunk, coder.batch, _token_crc(values, bits)
         content.data = coder.encode(tf)
@@ -590,8 +592,8 @@ def _check_streams(head: dict, streams: list[_Stream], source: str) -> dict[int,
     frames = content.count // content.params[0]
     pitch = by.get(PITCH)
     if pitch is not None:
-        median = _F32.unpack(pitch.params[1:])[0] if len(pitch.params) == 5 else float("nan")
-        if (not 3 <= pitch.k <= 255 or pitch.params[0] < 1 or not (math.isfinite(median) and median >= 0)
+        every, median = (pitch.params[0], _F32.unpack(pitch.params[1:])[0]) if len(pitch.params) == 5 else (0, 0.0)
+        if (not 3 <= pitch.k <= 255 or every < 1 or not (math.isfinite(median) and median >= 0)
                 or pitch.count != -(-frames // pitch.params[0])):
             raise bad(f"pitch stream: levels {pitch.k}, params {pitch.params.hex()}, {pitch.count} values "
                       f"for {frames} frames")
@@ -614,7 +616,8 @@ def _check_streams(head: dict, streams: list[_Stream], source: str) -> dict[int,
                 raise FormatError(f"{source}: entropy-coded {name} stream"
                                   f"{'' if x.kind != CONTENT else ' of several codebooks'}: not supported by "
                                   "this vqcodec (upgrade vqcodec)")
-            if not (x.chunk and 1 <= x.batch <= MAX_BATCH) or len(x.data) % 4 or (not x.count and x.data):
+            if (not (1 <= x.chunk <= MAX_CHUNK and 1 <= x.batch <= MAX_BATCH) or len(x.data) % 4
+                    or (not x.count and x.data)):
                 raise bad(f"entropy-coded {name} stream of {len(x.data)} bytes for {x.count} values, "
                           f"chunk {x.chunk}, batch {x.batch}")
         else:
@@ -768,4 +771,4 @@ def _entropy(tokens: np.ndarray) -> float:
 
 __all__ = ["TokenFile", "StreamCoder", "to_bytes", "from_bytes", "write", "read", "describe", "rate_line",
            "bits_per_token", "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION",
-           "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH"]
+           "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH", "MAX_CHUNK"]

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .codes import MAX_BATCH
+from .codes import MAX_BATCH, MAX_CHUNK
 from .errors import FormatError, MissingToolError
 
 TOTAL = 1 << 20     # every frequency table sums to this
@@ -142,8 +142,8 @@ class EntropyCoder:
                  chunk: int = CHUNK, batch: int = BATCH):
         if not (isinstance(prior_id, str) and len(prior_id) == 16 and _is_hex(prior_id)):
             raise ValueError(f"prior id must be 16 hex characters, got {prior_id!r}")
-        if not (1 <= chunk < 2 ** 16 and 1 <= batch <= MAX_BATCH):
-            raise ValueError(f"chunk must lie in [1, 65535] and batch in [1, {MAX_BATCH}], got {chunk}, {batch}")
+        if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
+            raise ValueError(f"chunk must lie in [1, {MAX_CHUNK}] and batch in [1, {MAX_BATCH}], got {chunk}, {batch}")
         self.net = net
         self.prior_id = prior_id.lower()
         self.tokenizer_id = tokenizer_id.lower() if tokenizer_id else None
@@ -214,7 +214,7 @@ class EntropyCoder:
                               "is not a whole number of 32-bit words)")
         if num_tokens == 0 and payload:
             raise FormatError(f"{source}: corrupt payload ({len(payload)} entropy-coded bytes for no tokens)")
-        if not (1 <= chunk and 1 <= batch <= MAX_BATCH):
+        if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
             raise FormatError(f"{source}: inconsistent header (chunk {chunk}, batch {batch})")
         if num_tokens > (8 * len(payload) + SLACK_BITS) / min_bits_per_token(self.num_classes) + 1:
             raise FormatError(f"{source}: inconsistent header ({num_tokens} tokens cannot fit in an "
