@@ -1,5 +1,5 @@
 """Issue 14: the pitch stream (`[model.pitch]`, nn/pitch.py): the F0 tracker, the quantizer, the
-fast decoder's pitch input, .vqc version 3, the API (chunk-exact encoding, decoding, conversion to
+fast decoder's pitch input, the .vqc pitch stream, the API (chunk-exact encoding, decoding, conversion to
 a reference's median F0), training with it and the CLI."""
 import numpy as np
 import pytest
@@ -221,7 +221,7 @@ def test_convert_like_takes_the_references_median_f0(codec):
     assert not np.allclose(out, codec.decode_file(tf, voice=codec.voice_of(ref, SR)))
 
 
-def test_vqc_version_3_round_trip_and_checks(codec, tmp_path):
+def test_vqc_pitch_stream_round_trip_and_checks(codec, tmp_path):
     tf = codec.encode_utterance(speechlike(0.9, 150), SR)
     data = codes.to_bytes(tf)
     assert data[4] == codes.VERSION
@@ -279,7 +279,7 @@ def test_cli_encode_info_decode_convert_with_the_pitch_stream(pitch_path, tmp_pa
     r = run.invoke(cli, ["info", str(tmp_path / "talk.vqc")])
     assert r.exit_code == 0, r.output
     info = {k.strip(): v for k, _, v in (line.partition(": ") for line in r.output.splitlines()[1:])}
-    assert info["format_version"] == "3" and float(info["pitch_bps"]) > 0 and float(info["f0_median_hz"]) > 0
+    assert info["format_version"] == "4" and float(info["pitch_bps"]) > 0 and float(info["f0_median_hz"]) > 0
     r = run.invoke(cli, ["decode", str(tmp_path / "talk.vqc"), "-m", pitch_path, "-o", str(tmp_path / "back.wav")])
     assert r.exit_code == 0, r.output
     assert sf.info(tmp_path / "back.wav").frames == sf.info(src).frames
