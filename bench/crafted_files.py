@@ -3,10 +3,11 @@
     python bench/crafted_files.py            # ~1 minute on a busy 2-core machine
 
 Each file is a genuine one with header fields edited and the CRC recomputed, as a hostile file
-would be: a 262 KB random entropy-coded payload with the token count at the reader's own bound
-(once as a version-4 file, once in the version-2 layout the issue found), and a short real
-entropy-coded file (the first 2.5 s of the shipped example, default model and prior) with chunk /
-batch set to 1 or their maximum and the count at the bound. Each is read with the shipped prior
+would be: a 262 KB random entropy-coded payload with the token count at the format's bound
+(`codes.MAX_VALUES_PER_BYTE` per byte; once as a version-4 file, once in the version-2 layout the
+issue found), and a short real entropy-coded file (the first 2.5 s of the shipped example, default
+model and prior) with chunk / batch set to 1 or their maximum and the count at the bound (or one
+chunk's worth). Each is read with the shipped prior
 already loaded (as `vqcodec info` does); the table gives the error, the wall time, the time per KB
 of file, the prior steps taken, and the peak of Python-traced memory (numpy and torch CPU
 allocations included) during the read. The reader's bounds are structural (tests/test_container.py);
@@ -39,11 +40,10 @@ def main() -> None:
     tf = codec.encode_utterance(wav, codec.sample_rate)
     coder = _coder_of(lookup, codec)
     genuine = codes.to_bytes(tf, coder=coder)
-    k = codec.codebook_size
     payload = stream(genuine, "content").data
 
-    def at_bound(nbytes: int) -> int:
-        return int((8 * nbytes + entropy.SLACK_BITS) / entropy.min_bits_per_token(k))
+    def at_bound(nbytes: int) -> int:  # the most tokens the format lets nbytes of payload claim
+        return codes.MAX_VALUES_PER_BYTE * (nbytes + 8)
 
     rand = np.random.default_rng(0).integers(0, 2 ** 32, 65536, dtype=np.uint32).tobytes()
     v2 = bytearray(v2_bytes(tf, coder=coder)[:-8])
@@ -55,9 +55,12 @@ def main() -> None:
              ("262 KB random payload, count at the bound (v4)",
               edited(genuine, content={"count": at_bound(len(rand)), "data": rand})),
              ("262 KB random payload, count at the bound (v2 layout)", v2_random)]
-    for chunk, batch in ((1, 1), (1, codes.MAX_BATCH), (codes.MAX_CHUNK, 1), (codes.MAX_CHUNK, codes.MAX_BATCH)):
-        cases.append((f"2.5 s file, chunk {chunk}, batch {batch}, count at the bound",
-                      edited(genuine, content={"count": at_bound(len(payload)), "chunk": chunk, "batch": batch})))
+    for chunk, batch, count in ((1, 1, None), (1, codes.MAX_BATCH, None), (codes.MAX_CHUNK, 1, None),
+                                (codes.MAX_CHUNK, 1, codes.MAX_CHUNK), (codes.MAX_CHUNK, codes.MAX_BATCH, None),
+                                (128, 64, None)):
+        count = count or at_bound(len(payload))
+        cases.append((f"2.5 s file, chunk {chunk}, batch {batch}, count {count}",
+                      edited(genuine, content={"count": count, "chunk": chunk, "batch": batch})))
     load = os.getloadavg()
     print(f"# {os.cpu_count()} cpus, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; prior {coder.prior_id}")
     print("\n| file | bytes | result | seconds | s per KB | prior steps | peak traced MB |")

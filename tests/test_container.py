@@ -77,7 +77,7 @@ def test_files_of_versions_1_to_3_read_the_same(name):
     assert info["file_bytes"] == len(data) == expected["describe"]["file_bytes"]
     assert info["content_bytes"] == expected["describe"]["payload_bytes"]
     # written again: a version-4 file holding the same streams, entropy-coded or not
-    coder = fixture_coder(chunk=8, batch=2) if tf.prior_id else None
+    coder = fixture_coder(chunk=8) if tf.prior_id else None
     again = codes.from_bytes(codes.to_bytes(tf, coder=coder), coder_for=coder)
     assert again == tf and again.version == 4 and again.prior_id == tf.prior_id
 
@@ -143,14 +143,20 @@ def _entropy_file(n: int = 60, **coder_kw) -> tuple[TokenFile, bytes]:
     return tf, codes.to_bytes(tf, coder=fixture_coder(**coder_kw))
 
 
+def _bound(payload_bytes: int) -> int:
+    """The most tokens the format lets an entropy-coded payload of this size claim."""
+    return codes.MAX_VALUES_PER_BYTE * (payload_bytes + 8)
+
+
 def test_a_large_crafted_entropy_file_is_refused_without_allocating_for_its_claim():
     """The issue's 262 KB file: a random payload, the token count at the reader's own bound, CRC
-    valid. The reader refused it only after allocating for the claimed count (44 GiB) or decoding
-    it; now it stops once the decoded tokens carry more bits than the payload holds."""
+    valid. The reader allocated for the claimed count (44 GiB) before decoding; now nothing is
+    sized by the claim and decoding stops when the payload's bits run out (or the coder sees garbage)."""
     _, data = _entropy_file()
     payload = np.random.default_rng(1).integers(0, 2 ** 32, 65536, dtype=np.uint32).tobytes()  # 262 KB
-    claim = int((8 * len(payload) + entropy.SLACK_BITS) / entropy.min_bits_per_token(16))
-    crafted = edited(data, content={"count": claim, "data": payload})
+    crafted = edited(data, content={"count": _bound(len(payload)), "data": payload})
+    with pytest.raises(FormatError, match="cannot fit"):  # one token more than the bound
+        codes.from_bytes(edited(data, content={"count": _bound(len(payload)) + 1, "data": payload}))
     coder = fixture_coder()
     tracemalloc.start()
     try:
@@ -160,22 +166,60 @@ def test_a_large_crafted_entropy_file_is_refused_without_allocating_for_its_clai
     finally:
         tracemalloc.stop()
     assert peak < 100 * 2 ** 20, peak
-    # no more tokens decoded than 262 KB of range coder can hold at the tiny prior's rates
+    # no more tokens decoded than 262 KB of range coder can carry at the tiny prior's rates
     assert coder.net.rows <= 8 * len(payload) + entropy.SLACK_BITS
 
 
-@pytest.mark.parametrize("chunk,batch", [(1, 1), (1, 256), (65535, 1), (65535, 256)])
-def test_a_small_crafted_entropy_file_costs_what_its_bytes_can_hold(chunk, batch):
-    """The issue's 733-byte files: chunk / batch edited, a large count. Work is the prior steps; a
-    payload of P bytes cannot make the reader step more than a genuine P-byte file would."""
+@pytest.mark.parametrize("chunk,batch,count", [(1, 1, None), (1, 256, None), (256, 1, None), (256, 1, 256),
+                                               (256, 256, None), (8, 64, None)])
+def test_a_small_crafted_entropy_file_costs_what_its_bytes_can_hold(chunk, batch, count):
+    """The issue's 733-byte files: chunk / batch edited, a large count; they took 4-45 s. Work is
+    prior steps: at most count / 64 + one chunk (<= 256), and the count is at most 128 per byte."""
     _, data = _entropy_file(600)
     payload = stream(data, "content").data
-    claim = int((8 * len(payload) + entropy.SLACK_BITS) / entropy.min_bits_per_token(16))  # the reader's bound
-    crafted = edited(data, content={"count": claim, "chunk": chunk, "batch": batch})
+    count = count or _bound(len(payload))
+    crafted = edited(data, content={"count": count, "chunk": chunk, "batch": batch})
     coder = fixture_coder()
-    with pytest.raises(FormatError, match="run out|cannot fit|corrupt"):
+    with pytest.raises(FormatError, match="corrupt entropy-coded payload|prior steps"):
         codes.from_bytes(crafted, coder_for=coder)
-    assert coder.net.steps <= 8 * len(payload) + entropy.SLACK_BITS
+    assert coder.net.steps <= _bound(len(crafted)) // codes.MIN_PARALLEL + codes.MAX_CHUNK
+    if batch == 1 and count > chunk:  # sequential chunks: refused before a single step
+        assert coder.net.steps == 0
+
+
+def test_a_stream_more_compressible_than_the_floor_is_padded_to_it():
+    """A prior sure of every token codes 3000 tokens in a word or two; the writer pads the payload
+    with zero words to the floor (3000 / 128 - 8 bytes), the reader takes exactly that padding."""
+    tf = TokenFile(np.zeros(3000, dtype=np.int64), 16000, 3000 * 64, 64, 16, MID)
+    c = EntropyCoder(_SureNet(), PRIOR_ID)
+    data = codes.to_bytes(tf, coder=c)
+    content = stream(data, "content")
+    assert content.pad >= 1 and len(content.data) == 16 == codes._floor_bytes(3000)  # 3000 / 128 - 8 -> 16
+    assert codes.from_bytes(data, coder_for=c) == tf
+    for bad in ({"data": content.data + bytes(4), "pad": content.pad + 1}, {"pad": 5}):  # past the floor
+        with pytest.raises(FormatError, match="padding words"):
+            codes.from_bytes(edited(data, content=bad), coder_for=c)
+    with pytest.raises(FormatError, match="non-zero padding"):
+        codes.from_bytes(edited(data, content={"data": content.data[:-1] + b"\1"}), coder_for=c)
+
+
+class _SureNet:
+    """A model certain that every token is 0 (any batch)."""
+    num_classes = 16
+
+    def init_state(self, batch, local=None, global_ids=None):
+        return _SureState(batch)
+
+    def step(self, state):
+        return torch.nn.functional.one_hot(torch.zeros(state.batch, dtype=torch.long), 16).float() * 30
+
+
+class _SureState:
+    def __init__(self, batch):
+        self.batch = batch
+
+    def feed(self, x):
+        pass
 
 
 def test_a_crafted_bit_packed_count_is_refused_before_unpacking(monkeypatch):
@@ -186,11 +230,11 @@ def test_a_crafted_bit_packed_count_is_refused_before_unpacking(monkeypatch):
             codes.from_bytes(edited(data, content={"count": count}))
 
 
-_FUZZ = [_entropy_file(40, chunk=8, batch=2)[1], _entropy_file(5, chunk=8, batch=2)[1],
+_FUZZ = [_entropy_file(40, chunk=8)[1], _entropy_file(5, chunk=8)[1], _entropy_file(1100, chunk=8)[1],
          codes.to_bytes(TokenFile(np.arange(30) % 16, 16000, 1930, 64, 16, MID, "x", gain=0.25,
                                   voice=np.array([1, 2], dtype=np.uint8), pitch=np.arange(8) % 5,
                                   pitch_levels=5, pitch_every=4, f0_median=110.0))]
-_FUZZ_CODER = fixture_coder(chunk=8, batch=2)
+_FUZZ_CODER = fixture_coder(chunk=8)
 _FUZZ_TF = [codes.from_bytes(d, coder_for=_FUZZ_CODER) for d in _FUZZ]
 _BIG = st.one_of(st.integers(0, 70), st.integers(0, 2 ** 64 - 1), st.sampled_from([2 ** 32, 2 ** 16, 255, 256]))
 
@@ -229,11 +273,9 @@ def test_fuzz_crc_valid_header_edits_give_format_errors_and_bounded_work(case):
         tf = codes.from_bytes(data, coder_for=_FUZZ_CODER)
     except FormatError:
         tf = None
-    # no more prior steps than the file's bytes can hold tokens (at >= 1/8 bit each, the tiny prior
-    # costs far more)
-    assert _FUZZ_CODER.net.steps - before <= 8 * len(data) + entropy.SLACK_BITS
-    if tf is not None:  # what still reads is self-consistent: it writes back to the same bytes
-        coder = None
-        if tf.prior_id:
-            coder = fixture_coder(chunk=tf.chunk, batch=stream(data, "content").batch)
-        assert codes.to_bytes(tf, coder=coder) == data
+    # no more prior steps than the tokens the file's bytes may hold take (tokens / 64 + one chunk)
+    assert _FUZZ_CODER.net.steps - before <= _bound(len(data)) // codes.MIN_PARALLEL + codes.MAX_CHUNK
+    if tf is not None and tf.prior_id:  # entropy-coded: the values' CRC holds, so the same tokens
+        np.testing.assert_array_equal(tf.tokens, _FUZZ_TF[i].tokens)
+    elif tf is not None:  # bit-packed: what still reads is self-consistent, it writes back the same bytes
+        assert codes.to_bytes(tf) == data

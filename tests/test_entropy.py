@@ -78,13 +78,22 @@ def test_one_thread_restores_the_callers_setting():
 
 
 # --------------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 100])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 127, 128, 129, 299])
 def test_round_trip_random_tokens_across_chunks_and_rounds(n):
-    # chunk 16, batch 3: 100 tokens are 7 chunks in 3 rounds, the last chunk 4 tokens long
+    # chunk 2, batch 64: 299 tokens are 150 chunks in 3 rounds, the last chunk 1 token long
     rng = np.random.default_rng(n)
     tf = token_file(rng.integers(0, 16, n))
-    data = round_trip(tf, coder(chunk=16, batch=3))
+    data = round_trip(tf, coder(chunk=2, batch=64))
     assert codes.from_bytes(data, coder_for=coder(chunk=99, batch=1)) == tf  # the file's chunking counts
+
+
+def test_a_layout_that_steps_too_few_chunks_together_is_not_written():
+    """A reader's work is at most tokens / 64 + one chunk prior steps: chunks stepped 3 at a time
+    would make it 21x that (the issue's files edited to chunk 1 / batch 1 took 4-45 s)."""
+    tf = token_file(np.arange(200) % 16)
+    with pytest.raises(FormatError, match="step at least 64 chunks together"):
+        codes.to_bytes(tf, coder=coder(chunk=2, batch=3))
+    round_trip(token_file(np.arange(30) % 16), coder(chunk=32, batch=1))  # one chunk: any batch
 
 
 def test_round_trip_long_file_with_default_chunking():
@@ -213,9 +222,10 @@ def test_header_lies_about_the_entropy_payload():
     with pytest.raises(FormatError, match="cannot fit"):  # far more tokens than the payload can hold
         codes.from_bytes(edited(data, content={"count": 2 ** 40}), coder_for=c)
     empty = codes.to_bytes(token_file([]), coder=c)
-    with pytest.raises(FormatError, match="bytes for 0 values"):  # 4 payload bytes for no tokens
+    with pytest.raises(FormatError, match="0 values cannot fit"):  # 4 payload bytes for no tokens
         codes.from_bytes(edited(empty, content={"data": b"\1\2\3\4"}), coder_for=c)
-    for field in ({"chunk": 0}, {"batch": 0}, {"batch": codes.MAX_BATCH + 1}):
+    for field in ({"chunk": 0}, {"batch": 0}, {"batch": codes.MAX_BATCH + 1}, {"chunk": codes.MAX_CHUNK + 1},
+                  {"chunk": 1, "batch": 1}):
         with pytest.raises(FormatError, match="inconsistent header"):
             codes.from_bytes(edited(data, content=field), coder_for=c)
     v2 = v2_bytes(token_file(np.arange(40) % 16), coder=c)  # the same checks on version-2 files
@@ -230,7 +240,7 @@ def test_header_lies_about_the_entropy_payload():
 
 
 # --------------------------------------------------------------------------- fuzz
-_FUZZ_CODER = coder(chunk=8, batch=2)
+_FUZZ_CODER = coder(chunk=8, batch=64)
 _FUZZ_FILES = [codes.to_bytes(token_file(t), coder=_FUZZ_CODER)
                for t in (np.arange(30) % 16, np.random.default_rng(6).integers(0, 16, 21), [3], [])]
 _FUZZ_TF = {d: codes.from_bytes(d, coder_for=_FUZZ_CODER) for d in _FUZZ_FILES}

@@ -22,12 +22,14 @@ group first, minimal length, at most 10 bytes, < 2**64); other integers little-e
         K          varint  alphabet: the values lie in [0, K); ceil(log2 K) bits each when packed
         count      varint  number of values
         params     1 + M   length M (uint8), then M bytes whose meaning depends on the type (below)
-        coding 1:  8 + varint + varint + 4: prior id (the model whose probabilities coded the
-                   values), chunk (values per independently coded chunk, 1..MAX_CHUNK), batch
-                   (chunks stepped together, 1..MAX_BATCH), CRC32 of the values (see `_token_crc`: catches a
-                   decoder whose tables differ from the encoder's)
+        coding 1:  8 + varint + varint + 4 + varint: prior id (the model whose probabilities coded
+                   the values), chunk (values per independently coded chunk, 1..MAX_CHUNK), batch
+                   (chunks stepped together, 1..MAX_BATCH), CRC32 of the values (see `_token_crc`:
+                   catches a decoder whose tables differ from the encoder's), pad (zero words that
+                   end the payload, see below)
         data       varint + D  length D, then D bytes: coding 0, the values packed MSB-first,
-                   D = ceil(count * bits / 8), zero padding; coding 1, the range coder's 32-bit words
+                   D = ceil(count * bits / 8), zero padding; coding 1, the range coder's 32-bit words,
+                   then `pad` zero words
     CRC32        4       zlib.crc32 of every byte before it
 
     type     required  K          count                  params
@@ -40,7 +42,12 @@ group first, minimal length, at most 10 bytes, < 2**64); other integers little-e
                                                          audio by it (undoes the level normalisation)
 
 Entropy coding is defined for the content stream with one codebook (a prior over codes); the other
-types are read bit-packed (coding 1 on them is refused as "not supported by this vqcodec").
+types are read bit-packed (coding 1 on them is refused as "not supported by this vqcodec"). An
+entropy-coded stream (of any version) obeys `entropy_layout_problem`: at most MAX_VALUES_PER_BYTE
+values per payload byte (plus 8 bytes' worth; a writer whose coder did better ends the payload with
+zero words up to that floor, the least it can be), and chunk and batch such that decoding takes at
+most count / MIN_PARALLEL + chunk prior steps. These bound a reader's memory and work by the
+payload's size whatever the header claims.
 
 Versions 1-3 are still read (`TokenFile.version` says which was read; writing gives version 4):
 version 2 is a fixed 64-byte header (sample rate, samples, hop, K, bits per token, token count, model
@@ -52,8 +59,8 @@ their exact layouts.
 
 Reading is bounded by the input: the structure is parsed (every length checked against the bytes
 that are there) before anything is allocated or decoded; a packed stream's count must match its data
-length exactly; an entropy-coded stream's coder refuses counts its payload cannot hold and stops as
-soon as the values it decoded cost more bits than the payload has. Checks, each with its own message:
+length exactly; an entropy-coded stream's count and layout must obey `entropy_layout_problem`, and
+its coder stops as soon as the values it decoded carry more information than the payload has bits. Checks, each with its own message:
 magic, version, truncation, trailing bytes, CRC, header consistency, (optionally) the model id,
 padding bits (zero, so every value list has one packing), value ranges, the entropy coder's prior
 (available?) and the values' CRC. Every failure raises `FormatError` and nothing else.
@@ -84,8 +91,13 @@ SUFFIX = ".vqc"
 PLAIN, ENTROPY = 0, 1           # stream codings
 CONTENT, PITCH, VOICE, GAIN = 1, 2, 3, 4  # stream types
 STREAM_NAMES = {CONTENT: "content", PITCH: "pitch", VOICE: "voice", GAIN: "gain"}
-MAX_BATCH = 256                 # chunks an entropy decoder steps together: bounds its state memory
-MAX_CHUNK = 2 ** 16 - 1         # values per independently coded chunk (version 2's uint16 field)
+# Entropy-coded streams (every version): what bounds a reader's work and memory by the bytes it reads.
+MAX_BATCH = 256                 # chunks a decoder steps together: bounds the prior's state memory
+MAX_CHUNK = 256                 # values per independently coded chunk (writers use 128): one chunk
+                                # decoded alone costs at most what a genuine 2.5 s file costs
+MIN_PARALLEL = 64               # prior steps <= values / 64 + one chunk: chunks are stepped 64 at a time
+MAX_VALUES_PER_BYTE = 128       # a payload of D bytes holds at most 128 (D + 8) values (1/16 bit each;
+                                # digital silence costs the shipped priors 0.09-0.2 bit); writers pad
 MAX_CODEBOOKS = 255
 MAX_STREAMS = 16
 
@@ -319,6 +331,42 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+# --------------------------------------------------------------------------- entropy-coded layout
+def decode_steps(count: int, chunk: int, batch: int) -> int:
+    """Prior steps an entropy decoder takes for `count` values in chunks of `chunk`, `batch` chunks
+    stepped together (a round takes as many steps as its longest chunk)."""
+    rounds, rest = divmod(count, chunk * batch)
+    return rounds * chunk + min(rest, chunk)
+
+
+def _floor_bytes(count: int) -> int:
+    """The fewest payload bytes (whole 32-bit words) that may hold `count` entropy-coded values."""
+    return 4 * -(-max(0, -(-count // MAX_VALUES_PER_BYTE) - 8) // 4)
+
+
+def entropy_layout_problem(count: int, chunk: int, batch: int, nbytes: int | None = None,
+                           pad: int = 0) -> str | None:
+    """Why an entropy-coded stream of `count` values, chunk, batch, `nbytes` of payload ending in
+    `pad` zero words cannot be (None if it can): the rules that bound a reader's work by its input
+    (prior steps <= count / MIN_PARALLEL + chunk, count <= MAX_VALUES_PER_BYTE * (nbytes + 8)) and
+    keep padding to what the floor needs (the values' CRC, not the layout, makes the tokens unique). Writers check it without
+    nbytes before coding; readers with it before decoding. The one check, for every version."""
+    if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
+        return f"chunk {chunk} and batch {batch} must lie in [1, {MAX_CHUNK}] and [1, {MAX_BATCH}]"
+    steps = decode_steps(count, chunk, batch)
+    if steps > count // MIN_PARALLEL + chunk:
+        return (f"chunks of {chunk} stepped {batch} at a time take {steps} prior steps for {count} values, "
+                f"more than {count // MIN_PARALLEL + chunk} (step at least {MIN_PARALLEL} chunks together)")
+    if nbytes is None:
+        return None
+    floor = _floor_bytes(count)
+    if nbytes % 4 or (not count and nbytes) or count > MAX_VALUES_PER_BYTE * (nbytes + 8):
+        return f"{count} values cannot fit in an entropy-coded payload of {nbytes} bytes"
+    if pad and (4 * pad > nbytes or nbytes != floor or nbytes - 4 * pad >= floor):  # padding up to the floor only
+        return f"{pad} padding words in a payload of {nbytes} bytes for {count} values"
+    return None
+
+
 # --------------------------------------------------------------------------- streams
 @dataclass
 class _Stream:
@@ -333,10 +381,11 @@ class _Stream:
     chunk: int = 0
     batch: int = 0
     crc: int | None = None  # of the values (entropy-coded v4 streams, every v2/v3 payload)
+    pad: int = 0            # zero words ending an entropy-coded payload (`entropy_layout`)
 
     def to_bytes(self) -> bytes:
         coded = (self.prior + _varint(self.chunk) + _varint(self.batch) + struct.pack("<I", self.crc)
-                 if self.coding == ENTROPY else b"")
+                 + _varint(self.pad) if self.coding == ENTROPY else b"")
         return (bytes([self.kind, self.coding]) + _varint(self.k) + _varint(self.count)
                 + bytes([len(self.params)]) + self.params + coded + _varint(len(self.data)) + self.data)
 
@@ -367,12 +416,14 @@ def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
     else:
         if tf.codebooks != 1:
             raise FormatError(f"entropy coding takes one codebook; these tokens have {tf.codebooks}")
-        if not (1 <= coder.chunk <= MAX_CHUNK and 1 <= coder.batch <= MAX_BATCH):
-            raise FormatError(f"entropy coder chunk {coder.chunk} or batch {coder.batch} outside "
-                              f"[1, {MAX_CHUNK}] and [1, {MAX_BATCH}]")
+        problem = entropy_layout_problem(values.size, coder.chunk, coder.batch)
+        if problem:
+            raise FormatError(f"cannot entropy-code {values.size} tokens: {problem}")
         content.coding, content.prior = ENTROPY, bytes.fromhex(coder.prior_id)
         content.chunk, content.batch, content.crc = coder.chunk, coder.batch, _token_crc(values, bits)
-        content.data = coder.encode(tf)
+        words = coder.encode(tf)
+        content.pad = max(0, _floor_bytes(values.size) - len(words)) // 4
+        content.data = words + bytes(4 * content.pad)
     streams = [content]
     if tf.pitch_levels:
         streams.append(_Stream(PITCH, PLAIN, tf.pitch_levels, tf.pitch.size,
@@ -434,7 +485,7 @@ def _read_v4(data: bytes, source: str) -> tuple[dict, list[_Stream]]:
         s = _Stream(kind, coding, k, count, cur.take(cur.byte()), b"")
         if coding == ENTROPY:
             s.prior, s.chunk, s.batch = cur.take(8), cur.varint(), cur.varint()
-            s.crc = struct.unpack("<I", cur.take(4))[0]
+            s.crc, s.pad = struct.unpack("<I", cur.take(4))[0], cur.varint()
         s.data = cur.take(cur.varint())
         streams.append(s)
     if cur.at != cur.end:
@@ -616,10 +667,9 @@ def _check_streams(head: dict, streams: list[_Stream], source: str) -> dict[int,
                 raise FormatError(f"{source}: entropy-coded {name} stream"
                                   f"{'' if x.kind != CONTENT else ' of several codebooks'}: not supported by "
                                   "this vqcodec (upgrade vqcodec)")
-            if (not (1 <= x.chunk <= MAX_CHUNK and 1 <= x.batch <= MAX_BATCH) or len(x.data) % 4
-                    or (not x.count and x.data)):
-                raise bad(f"entropy-coded {name} stream of {len(x.data)} bytes for {x.count} values, "
-                          f"chunk {x.chunk}, batch {x.batch}")
+            problem = entropy_layout_problem(x.count, x.chunk, x.batch, len(x.data), x.pad)
+            if problem:
+                raise bad(f"entropy-coded {name} stream: {problem}")
         else:
             raise FormatError(f"{source}: unknown payload coding {x.coding} of the {name} stream (upgrade vqcodec)")
     return by
@@ -636,8 +686,11 @@ def _values(stream: _Stream, coder_for: CoderFor, tf: TokenFile, source: str) ->
                                  "token" if stream.kind == CONTENT else name,
                                  f"the codebook (K={stream.k})" if stream.kind == CONTENT else f"[0, {stream.k})")
     else:
+        if any(stream.data[len(stream.data) - 4 * stream.pad:]):
+            raise FormatError(f"{source}: corrupt payload (non-zero padding words)")
         coder = _coder(coder_for, stream.prior.hex(), source)
-        values = coder.decode(stream.data, tf, stream.count, stream.chunk, stream.batch, source=source)
+        values = coder.decode(stream.data[:len(stream.data) - 4 * stream.pad], tf, stream.count, stream.chunk,
+                              stream.batch, source=source)
     if stream.crc is not None and _token_crc(values, bits) != stream.crc:
         raise FormatError(f"{source}: token CRC mismatch: the payload decodes to other tokens than were "
                           "encoded" + (f" (prior {stream.prior.hex()} gives other probabilities here than "
@@ -771,4 +824,4 @@ def _entropy(tokens: np.ndarray) -> float:
 
 __all__ = ["TokenFile", "StreamCoder", "to_bytes", "from_bytes", "write", "read", "describe", "rate_line",
            "bits_per_token", "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION",
-           "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH", "MAX_CHUNK"]
+           "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH", "MAX_CHUNK", "decode_steps", "entropy_layout_problem"]

@@ -8,11 +8,11 @@ stream spends (3.8 on held-out utterances of the prior's training voices; docs/b
 The file format (codes.py) takes an `EntropyCoder` given to it and this module takes a loaded prior
 (`EntropyCoder.from_prior`): neither loads models; `api.coder_for_priors` finds a file's prior by id.
 
-Bounded decoding: a payload of P bytes cannot hold tokens whose probabilities multiply to less than
-2**-(8P) (give or take the coder's state, `SLACK_BITS`), so `decode` refuses a header count no payload
-of that size can hold, allocates nothing for the count it is told, and stops as soon as the tokens
-decoded so far carry more information than that: a crafted or corrupt file costs at most what a
-genuine one of its size costs.
+Bounded decoding: the format caps the tokens a payload may hold and the prior steps its chunking
+may take (`codes.entropy_layout_problem`); `decode` allocates nothing for the count it is told, and
+since P bytes cannot hold tokens whose probabilities multiply to less than 2**-(8P) (give or take the
+coder's state, `SLACK_BITS`), it stops as soon as the tokens decoded so far carry more information
+than that: a garbage payload is refused after about as many tokens as its bits could hold.
 
 Coder: `constriction`'s range coder (`constriction.stream.queue`, PyPI). It is maintained, ships
 wheels, takes a *batch* of categorical distributions per call (so one Python call codes one step of
@@ -102,11 +102,6 @@ def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     freq = np.floor(p * (TOTAL - K)).astype(np.int64) + 1
     freq[np.arange(B), top] += TOTAL - freq.sum(axis=1)
     return freq
-
-
-def min_bits_per_token(codebook_size: int) -> float:
-    """The fewest bits a token can cost: the largest frequency is TOTAL - (K - 1)."""
-    return -math.log2((TOTAL - codebook_size + 1) / TOTAL)
 
 
 def prior_id(model: torch.nn.Module, config: dict | None = None) -> str:
@@ -211,13 +206,13 @@ class EntropyCoder:
     def decode(self, payload: bytes, tf, num_tokens: int, chunk: int, batch: int,
                source: str = "token file") -> np.ndarray:
         """Tokens (int64) from an entropy-coded payload. `tf` carries the header fields (its
-        tokens are ignored); chunk and batch are the file's. Raises FormatError only.
+        tokens are ignored); chunk and batch are the file's (codes.py has checked them and the
+        count against the payload's size). Raises FormatError only.
 
-        Bounded by the payload, not by the count a header claims: a count no payload of this size
-        can hold is refused before decoding, nothing is allocated ahead for the claimed count, and
-        decoding stops once the tokens decoded so far carry more information (-log2 of their
-        table probabilities) than the payload has bits: a range coder cannot store more. A
-        garbage payload thus costs what a genuine file of its size costs to decode."""
+        Bounded by the payload, not by the count a header claims: nothing is allocated ahead for
+        the claimed count, and decoding stops once the tokens decoded so far carry more
+        information (-log2 of their table probabilities) than the payload has bits: a range coder
+        cannot store more. A garbage payload costs at most what a genuine file of its size does."""
         self.check(tf, source)
         if len(payload) % 4:
             raise FormatError(f"{source}: corrupt payload (entropy-coded length {len(payload)} "
@@ -226,14 +221,11 @@ class EntropyCoder:
             raise FormatError(f"{source}: corrupt payload ({len(payload)} entropy-coded bytes for no tokens)")
         if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
             raise FormatError(f"{source}: inconsistent header (chunk {chunk}, batch {batch})")
-        if num_tokens > (8 * len(payload) + SLACK_BITS) / min_bits_per_token(self.num_classes) + 1:
-            raise FormatError(f"{source}: inconsistent header ({num_tokens} tokens cannot fit in an "
-                              f"entropy-coded payload of {len(payload)} bytes)")
         c = _constriction()
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         decoder = c.stream.queue.RangeDecoder(words)
         family = c.stream.model.Categorical(perfect=False)
-        where, got = [], []
+        out = [np.zeros(0, dtype=np.int64)]  # grown round by round: never sized by the claimed count
         budget = 8 * len(payload) + SLACK_BITS
         spent = [0.0, 0]  # bits of information decoded, tokens decoded
 
@@ -249,8 +241,10 @@ class EntropyCoder:
             if spent[0] - spent[1] * self.num_classes / 2 ** 24 * 1.5 > budget:
                 raise FormatError(f"{source}: corrupt entropy-coded payload (its {len(payload)} bytes "
                                   f"run out after {spent[1]} of the {num_tokens} tokens the header announces)")
-            where.append(rows[:active] + t)
-            got.append(symbols.astype(np.int64))
+            end = min(num_tokens, int(rows[-1]) + chunk)  # this round's last token + 1
+            if len(out[0]) < end:
+                out[0] = np.concatenate([out[0], np.zeros(max(end, 2 * len(out[0])) - len(out[0]), np.int64)])
+            out[0][rows[:active] + t] = symbols
             return symbols
 
         saved = self.chunk, self.batch
@@ -261,10 +255,7 @@ class EntropyCoder:
             self.chunk, self.batch = saved
         if num_tokens and not decoder.maybe_exhausted():
             raise FormatError(f"{source}: corrupt entropy-coded payload (data left after the last token)")
-        out = np.zeros(num_tokens, dtype=np.int64)  # every token is decoded by now: the count is genuine
-        if got:
-            out[np.concatenate(where)] = np.concatenate(got)
-        return out
+        return out[0][:num_tokens]
 
     def _run(self, tf, n: int, code) -> None:
         """Step the prior over the chunks of an n-token stream, round by round; at each step,
@@ -321,5 +312,5 @@ def _is_hex(s: str) -> bool:
         return False
 
 
-__all__ = ["EntropyCoder", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
+__all__ = ["EntropyCoder", "frequencies", "one_thread", "prior_id", "TOTAL",
            "CHUNK", "BATCH"]
