@@ -279,3 +279,31 @@ def test_fuzz_crc_valid_header_edits_give_format_errors_and_bounded_work(case):
         np.testing.assert_array_equal(tf.tokens, _FUZZ_TF[i].tokens)
     elif tf is not None:  # bit-packed: what still reads is self-consistent, it writes back the same bytes
         assert codes.to_bytes(tf) == data
+
+
+@st.composite
+def token_files(draw):
+    """Any TokenFile the format holds: 1-3 codebooks, any K, with or without pitch and voice."""
+    k = draw(st.sampled_from([2, 3, 16, 512, 1000, 2 ** 20]))
+    frames, codebooks = draw(st.integers(0, 40)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    tokens = rng.integers(0, k, (frames, codebooks))
+    extra = {}
+    if draw(st.booleans()):
+        levels, every = draw(st.integers(3, 255)), draw(st.integers(1, 9))
+        extra = dict(pitch=rng.integers(0, levels, -(-frames // every)), pitch_levels=levels, pitch_every=every,
+                     f0_median=draw(st.floats(0, 1000, width=32)))
+    voice = rng.integers(0, 256, draw(st.integers(0, 40))).astype(np.uint8)
+    return TokenFile(tokens, draw(st.integers(1, 2 ** 32 - 1)), draw(st.integers(0, 2 ** 64 - 1)),
+                     draw(st.integers(1, 2 ** 32 - 1)), k, MID, draw(st.text(max_size=20)),
+                     gain=draw(st.floats(0, 1e6, width=32)), voice=voice, **extra)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(token_files())
+def test_round_trip_any_streams(tf):
+    data = codes.to_bytes(tf)
+    back = codes.from_bytes(data)
+    assert back == tf and back.codebooks == tf.codebooks and back.version == codes.VERSION
+    info = codes.describe(back)
+    assert info["file_bytes"] == len(data) and info["codebooks"] == tf.codebooks

@@ -50,7 +50,7 @@ most count / MIN_PARALLEL + chunk prior steps. These bound a reader's memory and
 payload's size whatever the header claims.
 
 Versions 1-3 are still read (`TokenFile.version` says which was read; writing gives version 4):
-version 2 is a fixed 64-byte header (sample rate, samples, hop, K, bits per token, token count, model
+version 2 is magic, version, a fixed 64-byte header (sample rate, samples, hop, K, bits per token, token count, model
 id, gain, coding, prior id, chunk, batch, payload length, speaker and voice lengths), speaker, voice,
 payload, token CRC32, CRC32; version 3 adds pitch levels, every and median F0 after the fixed header
 and the packed pitch values before the payload; version 1 has the version-2 fields up to the model id,
