@@ -397,3 +397,17 @@ def test_cli_corrupt_entropy_payload_one_line_and_no_output(cli_models, tmp_path
     errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
     assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
     assert sorted(f.name for f in tmp_path.iterdir()) == ["bad.vqc", "e.vqc", "x.wav"]
+
+
+def test_cli_crafted_262_kb_file_one_line_error(cli_models, tmp_path):
+    """Issue 21 item 1: a 262 KB random payload with the token count at the format's bound and a
+    valid CRC made `vqcodec info` allocate 44 GiB and die with a MemoryError traceback."""
+    _encode_entropy(cli_models, tmp_path, 0.5, 6)
+    data = (tmp_path / "e.vqc").read_bytes()
+    payload = np.random.default_rng(7).integers(0, 2 ** 32, 65536, dtype=np.uint32).tobytes()
+    count = codes.MAX_VALUES_PER_BYTE * (len(payload) + 8)
+    (tmp_path / "crafted.vqc").write_bytes(edited(data, content={"count": count, "data": payload}))
+    r = CliRunner().invoke(cli, ["info", str(tmp_path / "crafted.vqc"), "--prior", cli_models["prior"]])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
+    assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
+    assert "crafted.vqc" in errors[0] and "corrupt entropy-coded payload" in errors[0]
