@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .codes import MAX_BATCH, MAX_CHUNK
+from .codes import entropy_layout_problem
 from .errors import FormatError, MissingToolError
 
 TOTAL = 1 << 20     # every frequency table sums to this
@@ -70,7 +70,7 @@ BATCH = 64          # chunks stepped together; bounds memory (state ~0.25 MB per
 MAX_CLASSES = TOTAL >> 4  # K at most TOTAL/16: the "every symbol >= 1" floor then costs < 1/16 of the mass
 # Bits a range-coded payload may fall short of the information its symbols carry: the decoder's
 # 64-bit state plus a word. constriction re-quantizes each table to 2**24, which can make a
-# symbol dearer by at most K / 2**24 / ln 2 bits: allowed for separately (`_budget_exceeded`).
+# symbol dearer by at most K / 2**24 / ln 2 bits: allowed for separately (in `decode`).
 SLACK_BITS = 96
 
 
@@ -147,8 +147,9 @@ class EntropyCoder:
                  chunk: int = CHUNK, batch: int = BATCH):
         if not (isinstance(prior_id, str) and len(prior_id) == 16 and _is_hex(prior_id)):
             raise ValueError(f"prior id must be 16 hex characters, got {prior_id!r}")
-        if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
-            raise ValueError(f"chunk must lie in [1, {MAX_CHUNK}] and batch in [1, {MAX_BATCH}], got {chunk}, {batch}")
+        problem = entropy_layout_problem(0, chunk, batch)  # the ranges the file format allows
+        if problem:
+            raise ValueError(problem)
         self.net = net
         self.prior_id = prior_id.lower()
         self.tokenizer_id = tokenizer_id.lower() if tokenizer_id else None
@@ -219,8 +220,6 @@ class EntropyCoder:
                               "is not a whole number of 32-bit words)")
         if num_tokens == 0 and payload:
             raise FormatError(f"{source}: corrupt payload ({len(payload)} entropy-coded bytes for no tokens)")
-        if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
-            raise FormatError(f"{source}: inconsistent header (chunk {chunk}, batch {batch})")
         c = _constriction()
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         decoder = c.stream.queue.RangeDecoder(words)
