@@ -16,8 +16,9 @@ empty prior state, so shorter chunks give more parallel streams but cost bits at
 
 Size: every wav of each --corpus (default: data/synth/eval_us3 if present, else
 pretrained/examples) encoded with the shipped model, entropy-coded with the shipped prior, and
-checked to decode to the same tokens: stored bits/token, payload kbps, whole-file kbps (headers,
-voice, pitch stream if any, CRCs) and the saving against plain packing of the tokens.
+checked to decode to the same tokens: stored bits/token, and what `vqcodec info` reports, bits stored
+per second of audio: tokens kbps (the content stream), whole-file kbps (headers, voice, pitch
+stream if any, CRCs), the same for bit-packed files, and the savings against them.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def main() -> None:
                                       "(default 3.5,10,60,300; --quick 3.5,10,60).")
     ap.add_argument("--chunks", help="Comma-separated chunk lengths (default 64,128,256; --quick 128).")
     ap.add_argument("--skip-size", action="store_true", help="Only the speed table.")
+    ap.add_argument("--skip-speed", action="store_true", help="Only the size table.")
     ap.add_argument("--model", default="default", help="the codec (default: the shipped default)")
     ap.add_argument("--prior", default="default-prior", help="its prior (default: the shipped default prior)")
     args = ap.parse_args()
@@ -92,29 +94,29 @@ def main() -> None:
 
     # ------------------------------------------------------------------ size
     if sets:
-        print("\n| corpus | files | audio s | stored bits/token | payload kbps | file kbps | plain file kbps | "
-              "saving | exact |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("\n| corpus | files | audio s | stored bits/token | tokens kbps | whole file kbps | plain whole file kbps | "
+              "tokens saving | whole file saving | exact |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     coder = EntropyCoder.from_prior(prior)
     for name, files in sets.items():
-        bits = payload = file_bytes = plain_bytes = 0
-        tokens = 0
+        content = file_bytes = plain_bytes = tokens = 0
         seconds = 0.0
         exact = True
-        for _, tf in files:
+        for _, tf in files:  # kbps as `vqcodec info` counts them: bytes stored per second of audio
             data = codes.to_bytes(tf, coder=coder)
             back = codes.from_bytes(data, coder_for=coder)
             exact &= back == tf
-            info = codes.describe(back)
-            payload += info["payload_bytes"]
+            content += codes.describe(back)["content_bytes"]
             file_bytes += len(data)
             plain_bytes += len(codes.to_bytes(tf))
             tokens += tf.num_tokens
-            seconds += tf.num_tokens / tf.tokens_per_s
-        bits = payload * 8 / tokens
-        print(f"| {name} | {len(files)} | {seconds:.1f} | {bits:.3f} | {payload * 8 / seconds / 1000:.3f} | "
-              f"{file_bytes * 8 / seconds / 1000:.3f} | {plain_bytes * 8 / seconds / 1000:.3f} | "
-              f"{1 - payload * 8 / (tokens * codec.bits_per_token):.1%} | {'yes' if exact else 'NO'} |")
+            seconds += tf.duration_s
+        print(f"| {name} | {len(files)} | {seconds:.1f} | {content * 8 / tokens:.3f} | "
+              f"{content * 8 / seconds / 1000:.3f} | {file_bytes * 8 / seconds / 1000:.3f} | "
+              f"{plain_bytes * 8 / seconds / 1000:.3f} | {1 - content * 8 / (tokens * codec.bits_per_token):.1%} | "
+              f"{1 - file_bytes / plain_bytes:.1%} | {'yes' if exact else 'NO'} |")
+    if args.skip_speed:
+        return
 
     # ------------------------------------------------------------------ speed
     pool = np.concatenate([tf.tokens for files in [example] + list(sets.values()) for _, tf in files])

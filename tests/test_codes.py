@@ -1,5 +1,6 @@
-"""The .vqc token file: lossless round trips, exact bit packing, format version 2 fields, version-1
-files still read, and clear FormatErrors. Entropy-coded payloads: tests/test_entropy.py."""
+"""The .vqc token file: lossless round trips, exact bit packing, the version-4 container of typed
+streams, versions 1-3 still read, and clear FormatErrors. Entropy-coded payloads: tests/test_entropy.py;
+the container's own tests (several codebooks, legacy fixtures, crafted files): tests/test_container.py."""
 from __future__ import annotations
 
 import struct
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from vqcodec import codes
 from vqcodec.codes import TokenFile
 from vqcodec.errors import FormatError
+from vqc_files import edited, recrc as _recrc, stream, v1_bytes, v2_bytes
 
 MID = "0123456789abcdef"
 
@@ -43,24 +45,31 @@ def test_round_trip_lossless(k, n):
                                     (1000, 10), (1024, 10), (1025, 11)])
 def test_bits_per_token_and_exact_size(k, bits):
     assert codes.bits_per_token(k) == bits
+    empty = len(codes.to_bytes(make(k, 0, speaker="")))
+    assert empty <= 42  # magic, version, header, content and gain streams, CRC
     for n in (0, 1, 9, 100):
         tf = make(k, n, speaker="")
         data = codes.to_bytes(tf)
-        header = len(codes.MAGIC) + 1 + codes._FIXED.size
-        assert len(data) == header + (n * bits + 7) // 8 + 4 + 4  # payload, token CRC, CRC
+        assert len(stream(data, "content").data) == (n * bits + 7) // 8
+        assert len(data) - (n * bits + 7) // 8 - empty in (0, 1, 2)  # the count and length varints grow
         assert tf.bits_per_token == bits
 
 
 def test_bitrate_and_duration():
     tf = make(512, 250, hop=64, sr=16000)
-    assert tf.bitrate == pytest.approx(9 * 250)  # 2.25 kbps
+    assert tf.bitrate == pytest.approx(9 * 250)  # 2.25 kbps nominal
     assert tf.duration_s == pytest.approx((250 * 64 + 17) / 16000)
     info = codes.describe(tf)
-    assert info["bitrate_bps"] == pytest.approx(2250)
+    # what a file stores per second of audio: 282 bytes of tokens, and the whole file
+    assert info["tokens_bps"] == pytest.approx(282 * 8 / tf.duration_s, abs=1e-3)
+    assert info["file_bps"] == pytest.approx(len(codes.to_bytes(tf)) * 8 / tf.duration_s, abs=1e-3)
     assert info["bits_per_token"] == 9 and info["num_tokens"] == 250
     assert info["file_bytes"] == len(codes.to_bytes(tf))
     assert info["model_id"] == MID and info["speaker"] == "us1"
     assert 0 < info["codebook_usage"] <= 1
+    assert codes.rate_line(info) == f"tokens {info['tokens_bps']:.0f} bit/s, whole file {info['file_bps']:.0f} bit/s"
+    entropy = dict(info, content_coding="entropy (prior 00000000000000aa, chunks of 128 tokens)")
+    assert codes.rate_line(entropy).startswith(f"tokens {info['tokens_bps']:.0f} bit/s entropy-coded, whole file")
 
 
 def test_unicode_speaker_and_empty_speaker():
@@ -126,8 +135,8 @@ def test_wrong_magic():
 
 def test_wrong_version():
     data = bytearray(codes.to_bytes(make(512, 10)))
-    data[4] = 4
-    with pytest.raises(FormatError, match="unsupported format version 4.*upgrade"):
+    data[4] = 5
+    with pytest.raises(FormatError, match="unsupported format version 5.*upgrade"):
         codes.from_bytes(bytes(data))
     data[4] = 0
     with pytest.raises(FormatError, match="unsupported format version 0"):
@@ -140,21 +149,19 @@ def test_wrong_model_id():
         codes.from_bytes(data, expect_model_id="ffffffffffffffff")
 
 
-def _recrc(body: bytes) -> bytes:
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
-
-
 def test_inconsistent_header_with_valid_crc():
     data = codes.to_bytes(make(512, 8, speaker=""))
-    body = bytearray(data[:-4])
-    body[25] = 10  # bits per token 10 for K=512, payload still 9 bytes -> length mismatch
-    with pytest.raises(FormatError):
-        codes.from_bytes(_recrc(bytes(body)))
+    with pytest.raises(FormatError, match="inconsistent header"):  # 9 values in the bytes of 8
+        codes.from_bytes(edited(data, content={"count": 9}))
     # K lowered below the largest token: caught as out-of-codebook
-    body = bytearray(data[:-4])
-    body[21:25] = struct.pack("<I", 257)
     with pytest.raises(FormatError, match="outside the codebook"):
-        codes.from_bytes(_recrc(bytes(body)))
+        codes.from_bytes(edited(data, content={"k": 257}))
+    with pytest.raises(FormatError, match="inconsistent header"):  # K=1025 takes 11 bits, not 9
+        codes.from_bytes(edited(data, content={"k": 1025}))
+    v2 = bytearray(v2_bytes(make(512, 8, speaker=""))[:-4])
+    v2[25] = 10  # bits per token 10 for K=512
+    with pytest.raises(FormatError, match="inconsistent header"):
+        codes.from_bytes(_recrc(bytes(v2)))
 
 
 def test_bad_values_refused_on_write():
@@ -167,18 +174,7 @@ def test_bad_values_refused_on_write():
     with pytest.raises(FormatError, match="codebook size"):
         codes.to_bytes(TokenFile(np.array([0]), 16000, 64, 64, 1, MID))
     with pytest.raises(FormatError, match="1-D"):
-        TokenFile(np.zeros((2, 2), dtype=int), 16000, 64, 64, 512, MID)
-
-
-def v1_bytes(tf: TokenFile) -> bytes:
-    """A format-version-1 file, built with the old layout (the library only writes version 2)."""
-    bits = codes.bits_per_token(tf.codebook_size)
-    speaker = tf.speaker.encode()
-    body = (codes.MAGIC + bytes([1]) + struct.pack("<IQIIBQ8sB", tf.sample_rate, tf.num_samples, tf.hop,
-                                                    tf.codebook_size, bits, tf.num_tokens,
-                                                    bytes.fromhex(tf.model_id), len(speaker))
-            + speaker + codes.pack_bits(tf.tokens, bits))
-    return _recrc(body)
+        TokenFile(np.zeros((2, 2, 2), dtype=int), 16000, 64, 64, 512, MID)
 
 
 @pytest.mark.parametrize("k,n", [(512, 0), (512, 1), (512, 251), (2, 9), (1000, 33)])
@@ -190,10 +186,10 @@ def test_version_1_files_still_read(k, n):
     assert back.gain == 1.0 and back.voice.size == 0 and back.prior_id == ""
     info = codes.describe(back)
     assert info["format_version"] == 1 and info["file_bytes"] == len(data)
-    assert info["total_bitrate_bps"] == info["bitrate_bps"]  # no side information in version 1
-    # written again, it becomes a version-2 file with the same content
+    assert info["streams_bps"] == info["tokens_bps"]  # no side information in version 1
+    # written again, it becomes a version-4 file with the same content
     again = codes.from_bytes(codes.to_bytes(back))
-    assert again == tf and again.version == 2
+    assert again == tf and again.version == 4
     # version-1 damage is still caught
     with pytest.raises(FormatError, match="CRC mismatch"):
         codes.from_bytes(data[:-1] + bytes([data[-1] ^ 1]))
@@ -215,14 +211,15 @@ def test_version_2_fields_round_trip():
     assert back != TokenFile(tf.tokens, 16000, tf.num_samples, 64, 512, MID, "us1", gain=tf.gain)
     # defaults: existing callers that know nothing of gain and voice
     plain = codes.from_bytes(codes.to_bytes(make(512, 5)))
-    assert plain.gain == 1.0 and plain.voice.shape == (0,) and plain.version == 2
+    assert plain.gain == 1.0 and plain.voice.shape == (0,) and plain.version == 4
     # the side information in the bitrate: 32 bits of gain + 1024 of voice over the file's duration
     info = codes.describe(back)
     assert info["voice_bits"] == 1024 and info["gain"] == tf.gain
-    assert info["file_bytes"] == len(codes.to_bytes(tf))
-    assert info["total_bitrate_bps"] == pytest.approx(info["bitrate_bps"] + 1056 / tf.duration_s, abs=1e-3)
-    assert info["payload_coding"] == "bit-packed" and info["saving_vs_packed"] == 0
-    assert info["stored_bits_per_token"] == 9 and info["payload_kbps"] == pytest.approx(2.25)
+    assert info["file_bytes"] == len(codes.to_bytes(tf)) and info["content_bytes"] == 57  # 450 bits
+    assert info["streams_bps"] == pytest.approx(info["tokens_bps"] + 1056 / tf.duration_s, abs=1e-3)
+    assert info["content_coding"] == "bit-packed" and info["tokens_saving_vs_packed"] == 0
+    assert info["stored_bits_per_token"] == pytest.approx(57 * 8 / 50)
+    assert info["tokens_bps"] == pytest.approx(57 * 8 / tf.duration_s, abs=1e-3)
 
 
 def test_bad_version_2_values_refused():
@@ -238,7 +235,7 @@ def test_bad_version_2_values_refused():
 
 
 def test_token_crc_catches_a_payload_changed_under_a_valid_crc():
-    data = codes.to_bytes(make(512, 16, speaker=""))
+    data = v2_bytes(make(512, 16, speaker=""))
     body = bytearray(data[:-4])
     body[69] ^= 0x80  # first payload byte: another (valid) first token
     with pytest.raises(FormatError, match="token CRC mismatch"):
@@ -246,7 +243,7 @@ def test_token_crc_catches_a_payload_changed_under_a_valid_crc():
 
 
 def test_plain_file_with_entropy_fields_or_unknown_coding_refused():
-    data = codes.to_bytes(make(512, 16, speaker=""))
+    data = v2_bytes(make(512, 16, speaker=""))
     body = bytearray(data[:-4])
     body[47] = 1  # a prior id on a bit-packed payload
     with pytest.raises(FormatError, match="inconsistent header"):
@@ -255,13 +252,20 @@ def test_plain_file_with_entropy_fields_or_unknown_coding_refused():
     body[46] = 7
     with pytest.raises(FormatError, match="unknown payload coding 7"):
         codes.from_bytes(_recrc(bytes(body)))
+    data = codes.to_bytes(make(512, 16, speaker=""))
+    with pytest.raises(FormatError, match="unknown payload coding 7 of the content stream"):
+        codes.from_bytes(edited(data, content={"coding": 7}))
 
 
 _VALID = [codes.to_bytes(make(k, n, speaker=s, seed=i))
           for i, (k, n, s) in enumerate([(512, 40, "us1"), (2, 9, ""), (1000, 3, "p225"), (1024, 0, "")])]
-_VALID += [v1_bytes(make(512, 20, speaker="us2")),
-           codes.to_bytes(TokenFile(np.arange(30) % 7, 16000, 1930, 64, 8, MID, "x", gain=0.25,
-                                    voice=np.array([1, 2, 250], dtype=np.uint8)))]
+_SIDE = TokenFile(np.arange(30) % 7, 16000, 1930, 64, 8, MID, "x", gain=0.25,
+                  voice=np.array([1, 2, 250], dtype=np.uint8))
+_PITCHED = TokenFile(np.arange(30) % 16, 16000, 1930, 64, 16, MID, "", voice=np.array([7], dtype=np.uint8),
+                     pitch=np.arange(8) % 5, pitch_levels=5, pitch_every=4, f0_median=110.0)
+_VALID += [v1_bytes(make(512, 20, speaker="us2")), codes.to_bytes(_SIDE), codes.to_bytes(_PITCHED),
+           codes.to_bytes(TokenFile(np.arange(24).reshape(8, 3) % 5, 16000, 512, 64, 5, MID)),
+           v2_bytes(make(512, 20, speaker="us2")), v2_bytes(_SIDE), v2_bytes(_PITCHED)]
 
 
 @st.composite
@@ -296,4 +300,4 @@ def test_fuzz_only_format_error(data):
     except FormatError:
         return
     # Whatever parses must be self-consistent and re-serialise to the same bytes.
-    assert (v1_bytes(tf) if tf.version == 1 else codes.to_bytes(tf)) == data
+    assert {1: v1_bytes, 2: v2_bytes, 3: v2_bytes, 4: codes.to_bytes}[tf.version](tf) == data

@@ -4,7 +4,6 @@ refusals (prior not available, another tokenizer, a prior giving other tables), 
 from __future__ import annotations
 
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vqcodec import checkpoint, codes, entropy
-from vqcodec.api import TokenPrior, load_model
+from vqcodec.api import TokenPrior, coder_for_priors, load_model
 from vqcodec.cli import cli
 from vqcodec.codes import TokenFile
 from vqcodec.config import PriorConfig, WaveNetConfig
 from vqcodec.entropy import EntropyCoder
 from vqcodec.errors import FormatError
 from vqcodec.models.prior import Prior
+from vqc_files import edited, recrc as _recrc, stream, v2_bytes
 
 TOKENIZER = "0123456789abcdef"
 PRIOR_ID = "00000000000000aa"
@@ -78,13 +78,22 @@ def test_one_thread_restores_the_callers_setting():
 
 
 # --------------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 100])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 127, 128, 129, 299])
 def test_round_trip_random_tokens_across_chunks_and_rounds(n):
-    # chunk 16, batch 3: 100 tokens are 7 chunks in 3 rounds, the last chunk 4 tokens long
+    # chunk 2, batch 64: 299 tokens are 150 chunks in 3 rounds, the last chunk 1 token long
     rng = np.random.default_rng(n)
     tf = token_file(rng.integers(0, 16, n))
-    data = round_trip(tf, coder(chunk=16, batch=3))
+    data = round_trip(tf, coder(chunk=2, batch=64))
     assert codes.from_bytes(data, coder_for=coder(chunk=99, batch=1)) == tf  # the file's chunking counts
+
+
+def test_a_layout_that_steps_too_few_chunks_together_is_not_written():
+    """A reader's work is at most tokens / 64 + one chunk prior steps: chunks stepped 3 at a time
+    would make it 21x that (the issue's files edited to chunk 1 / batch 1 took 4-45 s)."""
+    tf = token_file(np.arange(200) % 16)
+    with pytest.raises(FormatError, match="step at least 64 chunks together"):
+        codes.to_bytes(tf, coder=coder(chunk=2, batch=3))
+    round_trip(token_file(np.arange(30) % 16), coder(chunk=32, batch=1))  # one chunk: any batch
 
 
 def test_round_trip_long_file_with_default_chunking():
@@ -120,8 +129,8 @@ def test_a_confident_model_compresses_and_any_step_model_works():
     c = EntropyCoder(Counter(), PRIOR_ID)
     data = round_trip(tf, c)
     info = codes.describe(codes.from_bytes(data, coder_for=c))
-    assert info["stored_bits_per_token"] < 0.1 and info["saving_vs_packed"] > 0.97
-    assert info["payload_coding"].startswith(f"entropy (prior {PRIOR_ID}")
+    assert info["stored_bits_per_token"] < 0.1 and info["tokens_saving_vs_packed"] > 0.97
+    assert info["content_coding"].startswith(f"entropy (prior {PRIOR_ID}")
 
 
 class _CounterState:
@@ -192,7 +201,7 @@ def test_coder_for_priors_names_what_it_tried(tmp_path):
     prior = tiny_prior()
     path = tmp_path / "p.pt"
     save_prior(path, prior, TOKENIZER)
-    lookup = entropy.coder_for_priors(str(path))
+    lookup = coder_for_priors(str(path))
     c = EntropyCoder.from_prior(_load_prior(path))
     assert lookup(c.prior_id).prior_id == c.prior_id
     with pytest.raises(FormatError, match=f"prior 1111111111111111, which is not available.*{c.prior_id}"):
@@ -207,31 +216,31 @@ def test_prior_id_follows_the_weights():
     assert entropy.prior_id(a) != entropy.prior_id(b)
 
 
-def _recrc(body: bytes) -> bytes:
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
-
-
 def test_header_lies_about_the_entropy_payload():
     c = coder(chunk=16)
     data = codes.to_bytes(token_file(np.arange(40) % 16), coder=c)
-    body = bytearray(data[:-4])
-    body[26:34] = struct.pack("<Q", 2 ** 40)  # far more tokens than the payload can hold
+    with pytest.raises(FormatError, match="cannot fit"):  # far more tokens than the payload can hold
+        codes.from_bytes(edited(data, content={"count": 2 ** 40}), coder_for=c)
+    empty = codes.to_bytes(token_file([]), coder=c)
+    with pytest.raises(FormatError, match="0 values cannot fit"):  # 4 payload bytes for no tokens
+        codes.from_bytes(edited(empty, content={"data": b"\1\2\3\4"}), coder_for=c)
+    for field in ({"chunk": 0}, {"batch": 0}, {"batch": codes.MAX_BATCH + 1}, {"chunk": codes.MAX_CHUNK + 1},
+                  {"chunk": 1, "batch": 1}):
+        with pytest.raises(FormatError, match="inconsistent header"):
+            codes.from_bytes(edited(data, content=field), coder_for=c)
+    v2 = v2_bytes(token_file(np.arange(40) % 16), coder=c)  # the same checks on version-2 files
+    body = bytearray(v2[:-4])
+    body[26:34] = struct.pack("<Q", 2 ** 40)
     with pytest.raises(FormatError, match="cannot fit"):
         codes.from_bytes(_recrc(bytes(body)), coder_for=c)
-    empty = codes.to_bytes(token_file([]), coder=c)
-    body = bytearray(empty[:-8])
-    body[59:67] = struct.pack("<Q", 4)  # payload length 4, for no tokens
-    body += b"\1\2\3\4" + empty[-8:-4]
-    with pytest.raises(FormatError, match="for no tokens"):
-        codes.from_bytes(_recrc(bytes(body)), coder_for=c)
-    body = bytearray(data[:-4])
+    body = bytearray(v2[:-4])
     body[55:57] = b"\0\0"  # chunk 0
     with pytest.raises(FormatError, match="inconsistent header"):
         codes.from_bytes(_recrc(bytes(body)), coder_for=c)
 
 
 # --------------------------------------------------------------------------- fuzz
-_FUZZ_CODER = coder(chunk=8, batch=2)
+_FUZZ_CODER = coder(chunk=8, batch=64)
 _FUZZ_FILES = [codes.to_bytes(token_file(t), coder=_FUZZ_CODER)
                for t in (np.arange(30) % 16, np.random.default_rng(6).integers(0, 16, 21), [3], [])]
 _FUZZ_TF = {d: codes.from_bytes(d, coder_for=_FUZZ_CODER) for d in _FUZZ_FILES}
@@ -239,25 +248,24 @@ _FUZZ_TF = {d: codes.from_bytes(d, coder_for=_FUZZ_CODER) for d in _FUZZ_FILES}
 
 @st.composite
 def corrupted(draw):
-    """An entropy-coded file with payload or header bytes changed and the outer CRC made valid
+    """An entropy-coded file with payload bytes or header fields changed and the CRC made valid
     again, so the entropy reader itself sees the damage."""
     original = draw(st.sampled_from(_FUZZ_FILES))
-    data = bytearray(original[:-4])
-    payload_at = codes._HEADER_MIN  # no speaker, no voice
+    content = stream(original, "content")
+    payload, fields = bytearray(content.data), {}
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.sampled_from(["flip", "set", "cut", "insert", "header"]))
-        if op in ("flip", "set") and len(data) > payload_at:
-            i = draw(st.integers(payload_at, len(data) - 1))
-            data[i] = data[i] ^ (1 << draw(st.integers(0, 7))) if op == "flip" else draw(st.integers(0, 255))
-        elif op == "cut" and len(data) > payload_at:
-            del data[draw(st.integers(payload_at, len(data) - 1)):][:draw(st.integers(1, 8))]
+        if op in ("flip", "set") and payload:
+            i = draw(st.integers(0, len(payload) - 1))
+            payload[i] = payload[i] ^ (1 << draw(st.integers(0, 7))) if op == "flip" else draw(st.integers(0, 255))
+        elif op == "cut" and payload:
+            del payload[draw(st.integers(0, len(payload) - 1)):][:draw(st.integers(1, 8))]
         elif op == "insert":
-            i = draw(st.integers(payload_at, len(data)))
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "header":  # num_tokens, chunk, batch or payload length
-            at, fmt = draw(st.sampled_from([(26, "<Q"), (55, "<H"), (57, "<H"), (59, "<Q")]))
-            data[at:at + struct.calcsize(fmt)] = struct.pack(fmt, draw(st.integers(0, 64)))
-    return original, _recrc(bytes(data))
+            i = draw(st.integers(0, len(payload)))
+            payload[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "header":  # the token count, chunk or batch
+            fields[draw(st.sampled_from(["count", "chunk", "batch"]))] = draw(st.integers(0, 64))
+    return original, edited(original, content=dict(fields, data=bytes(payload)))
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
@@ -325,13 +333,20 @@ def test_cli_encode_entropy_decode_info(cli_models, tmp_path):
     assert "entropy-coded" in output
     r = run(cli, ["encode", str(wav), "-o", str(tmp_path / "p.vqc"), "-m", m])
     assert r.exit_code == 0, r.output
+    # one bitrate convention: encode prints what info measures, for plain and entropy-coded files
+    for name, printed in (("e.vqc", output), ("p.vqc", r.output)):
+        shown = run(cli, ["info", str(tmp_path / name), "--prior", p]).output
+        values = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in shown.splitlines()[1:])}
+        assert f"tokens {float(values['tokens_bps']):.0f} bit/s" in printed, (printed, shown)
+        assert f"whole file {float(values['file_bps']):.0f} bit/s" in printed
+        assert int(values["file_bytes"]) == (tmp_path / name).stat().st_size
     plain = codes.read(tmp_path / "p.vqc")
-    coded = codes.read(tmp_path / "e.vqc", coder_for=entropy.coder_for_priors(p))
+    coded = codes.read(tmp_path / "e.vqc", coder_for=coder_for_priors(p))
     assert coded == plain and coded.prior_id and not plain.prior_id
     r = run(cli, ["info", str(tmp_path / "e.vqc"), "--prior", p])
     assert r.exit_code == 0, r.output
-    for line in ("payload_coding: entropy (prior", "stored_bits_per_token:", "saving_vs_packed:",
-                 "total_bitrate_bps:", "payload_kbps:", "gain: 1.0", "voice_bits: 0"):
+    for line in ("content_coding: entropy (prior", "stored_bits_per_token:", "tokens_saving_vs_packed:",
+                 "tokens_bps:", "streams_bps:", "file_bps:", "gain: 1.0", "voice_bits: 0"):
         assert line in r.output
     r = run(cli, ["decode", str(tmp_path / "e.vqc"), "-o", str(tmp_path / "e.wav"), "--prior", p, "-m", m])
     assert r.exit_code == 0, r.output
@@ -367,14 +382,12 @@ def test_cli_corrupt_entropy_payload_one_line_and_no_output(cli_models, tmp_path
     m, p = cli_models["model"], cli_models["prior"]
     run = CliRunner().invoke
     data = (tmp_path / "e.vqc").read_bytes()
-    tf = codes.from_bytes(data, coder_for=entropy.coder_for_priors(p))
-    plen = struct.unpack_from("<Q", data, 59)[0]
-    assert tf.prior_id and plen >= 8
-    start = len(data) - 8 - plen  # payload, token CRC, file CRC
-    body = bytearray(data[:-4])
-    for i in range(start, start + plen, 3):  # damage a third of the payload's bytes
-        body[i] ^= 0x5A
-    (tmp_path / "bad.vqc").write_bytes(_recrc(bytes(body)))
+    tf = codes.from_bytes(data, coder_for=coder_for_priors(p))
+    payload = bytearray(stream(data, "content").data)
+    assert tf.prior_id and len(payload) >= 8
+    for i in range(0, len(payload), 3):  # damage a third of the payload's bytes
+        payload[i] ^= 0x5A
+    (tmp_path / "bad.vqc").write_bytes(edited(data, content={"data": bytes(payload)}))
     r = run(cli, ["decode", str(tmp_path / "bad.vqc"), "-o", str(tmp_path / "bad.wav"), "--prior", p, "-m", m])
     errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
     assert r.exit_code == 1 and errors, r.output
@@ -384,3 +397,17 @@ def test_cli_corrupt_entropy_payload_one_line_and_no_output(cli_models, tmp_path
     errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
     assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
     assert sorted(f.name for f in tmp_path.iterdir()) == ["bad.vqc", "e.vqc", "x.wav"]
+
+
+def test_cli_crafted_262_kb_file_one_line_error(cli_models, tmp_path):
+    """Issue 21 item 1: a 262 KB random payload with the token count at the format's bound and a
+    valid CRC made `vqcodec info` allocate 44 GiB and die with a MemoryError traceback."""
+    _encode_entropy(cli_models, tmp_path, 0.5, 6)
+    data = (tmp_path / "e.vqc").read_bytes()
+    payload = np.random.default_rng(7).integers(0, 2 ** 32, 65536, dtype=np.uint32).tobytes()
+    count = codes.MAX_VALUES_PER_BYTE * (len(payload) + 8)
+    (tmp_path / "crafted.vqc").write_bytes(edited(data, content={"count": count, "data": payload}))
+    r = CliRunner().invoke(cli, ["info", str(tmp_path / "crafted.vqc"), "--prior", cli_models["prior"]])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
+    assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
+    assert "crafted.vqc" in errors[0] and "corrupt entropy-coded payload" in errors[0]

@@ -1,5 +1,5 @@
 """Issue 14: the pitch stream (`[model.pitch]`, nn/pitch.py): the F0 tracker, the quantizer, the
-fast decoder's pitch input, .vqc version 3, the API (chunk-exact encoding, decoding, conversion to
+fast decoder's pitch input, the .vqc pitch stream, the API (chunk-exact encoding, decoding, conversion to
 a reference's median F0), training with it and the CLI."""
 import numpy as np
 import pytest
@@ -221,15 +221,18 @@ def test_convert_like_takes_the_references_median_f0(codec):
     assert not np.allclose(out, codec.decode_file(tf, voice=codec.voice_of(ref, SR)))
 
 
-def test_vqc_version_3_round_trip_and_checks(codec, tmp_path):
+def test_vqc_pitch_stream_round_trip_and_checks(codec, tmp_path):
     tf = codec.encode_utterance(speechlike(0.9, 150), SR)
     data = codes.to_bytes(tf)
-    assert data[4] == codes.PITCH_VERSION
+    assert data[4] == codes.VERSION
     back = codes.from_bytes(data)
-    assert back == tf and back.version == 3 and np.array_equal(back.pitch, tf.pitch)
+    assert back == tf and back.version == 4 and np.array_equal(back.pitch, tf.pitch)
     info = codes.describe(back)
     assert info["pitch_bps"] > 0 and info["file_bytes"] == len(data)
-    assert info["total_bitrate_bps"] > info["bitrate_bps"] + info["pitch_bps"]
+    assert info["file_bps"] > info["streams_bps"] > info["tokens_bps"] + info["pitch_bps"]
+    from vqc_files import v2_bytes
+    legacy = v2_bytes(tf)  # the same streams as a version-3 file
+    assert legacy[4] == codes.PITCH_VERSION and codes.from_bytes(legacy) == tf
     for cut in (len(data) - 1, 80, 71):
         with pytest.raises(FormatError):
             codes.from_bytes(data[:cut])
@@ -245,7 +248,8 @@ def test_vqc_version_3_round_trip_and_checks(codec, tmp_path):
                         model_id=tf.model_id, pitch=tf.pitch)
     plain = codes.TokenFile(tokens=tf.tokens, sample_rate=SR, num_samples=tf.num_samples, hop=64,
                             codebook_size=16, model_id=tf.model_id)
-    assert codes.to_bytes(plain)[4] == 2                           # files without pitch stay version 2
+    assert codes.describe(plain)["pitch_bps"] == 0                 # files without pitch have no pitch stream
+    assert len(codes.to_bytes(plain)) < len(data)
 
 
 def test_training_with_the_pitch_stream_stores_named_medians(tmp_path):
@@ -275,7 +279,7 @@ def test_cli_encode_info_decode_convert_with_the_pitch_stream(pitch_path, tmp_pa
     r = run.invoke(cli, ["info", str(tmp_path / "talk.vqc")])
     assert r.exit_code == 0, r.output
     info = {k.strip(): v for k, _, v in (line.partition(": ") for line in r.output.splitlines()[1:])}
-    assert info["format_version"] == "3" and float(info["pitch_bps"]) > 0 and float(info["f0_median_hz"]) > 0
+    assert info["format_version"] == "4" and float(info["pitch_bps"]) > 0 and float(info["f0_median_hz"]) > 0
     r = run.invoke(cli, ["decode", str(tmp_path / "talk.vqc"), "-m", pitch_path, "-o", str(tmp_path / "back.wav")])
     assert r.exit_code == 0, r.output
     assert sf.info(tmp_path / "back.wav").frames == sf.info(src).frames

@@ -42,7 +42,7 @@ def test_default_model_encodes_and_decodes_the_shipped_example():
     assert wn.shape == (50 * 64,) and np.isfinite(wn).all() and wn.std() > 1e-3
 
 
-def test_lowrate_model_round_trips_the_example_through_a_version_3_file(tmp_path):
+def test_lowrate_model_round_trips_the_example_through_a_vqc_file(tmp_path):
     """The 62.5 tokens/s model: log-mel encoder, pitch stream, fast decoder only."""
     from vqcodec import codes
     from vqcodec.evaluation.metrics import mel_distance
@@ -56,7 +56,7 @@ def test_lowrate_model_round_trips_the_example_through_a_version_3_file(tmp_path
     assert 60 < tf.f0_median < 250                       # us3 is a low male voice
     assert codec.encode_utterance(wav, 16000, chunk_seconds=0.5) == tf   # chunked == whole, pitch too
     back = codes.read(codes.write(tmp_path / "x.vqc", tf))
-    assert back == tf and back.version == 3
+    assert back == tf and back.version == 4 and back.pitch_levels == 32
     out = codec.decode_file(back)
     assert out.shape == wav.shape and np.isfinite(out).all()
     assert mel_distance(wav, out) < 0.5 * mel_distance(wav, np.roll(wav, len(wav) // 2))
@@ -95,7 +95,7 @@ def test_lowrate_prior_entropy_codes_a_lowrate_file_exactly():
     coder = EntropyCoder.from_prior(prior)
     data = codes.to_bytes(tf, coder=coder)
     back = codes.from_bytes(data, coder_for=coder)
-    assert back == tf and back.version == 3 and np.array_equal(back.pitch, tf.pitch)
+    assert back == tf and back.version == 4 and np.array_equal(back.pitch, tf.pitch)
     assert len(data) < len(codes.to_bytes(tf))
 
 

@@ -509,3 +509,28 @@ def load_prior(name_or_path: str | os.PathLike = "default-prior", device: str | 
     model = Prior(cfg.prior, meta["codebook_size"], len(meta["speakers"]))
     model.load_state_dict(state["model"])
     return TokenPrior(model.to(device), cfg, meta, str(path))
+
+
+def coder_for_priors(*names):
+    """For `codes.read(..., coder_for=...)`: prior id -> the `entropy.EntropyCoder` of whichever of
+    the named priors (shipped names like "default-prior" or checkpoint paths) has that id. Priors
+    are loaded on first use, once; a file whose prior is not among them gets a FormatError naming
+    what was tried. (Here, not in entropy.py: the coder and the file format never load models.)"""
+    from .entropy import EntropyCoder
+    from .errors import FormatError
+
+    coders: dict[str, EntropyCoder] = {}
+    loaded: list[str] = []
+
+    def lookup(pid: str) -> EntropyCoder:
+        if pid in coders:
+            return coders[pid]
+        for name in names[len(loaded):]:
+            coder = EntropyCoder.from_prior(load_prior(name))
+            coders[coder.prior_id] = coder
+            loaded.append(f"{name} = {coder.prior_id}")
+            if coder.prior_id == pid:
+                return coder
+        raise FormatError(f"entropy-coded with prior {pid}, which is not available (tried "
+                          f"{', '.join(loaded) or 'no prior'}; give the prior it was written with)")
+    return lookup

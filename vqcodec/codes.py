@@ -1,62 +1,72 @@
-"""The `.vqc` token file: a small binary header, the codes (bit-packed or entropy-coded), CRC32s.
+"""The `.vqc` token file: a small container of typed streams, each bit-packed or entropy-coded.
 
-Layout (all integers little-endian), format version 2 (what `to_bytes` writes)::
+A file holds the streams a tokenizer made for one utterance: the content codes (one or more
+codebooks), and, for models that have them, a pitch contour, a voice vector and the level gain. A new
+model or a rung of a bitrate ladder adds a stream (or codebooks to the content stream), not a format
+version. The format never imports the API nor the entropy coder: an entropy-coded stream is written
+and read with a probability model *given to it* (`StreamCoder`, e.g. `vqcodec.entropy.EntropyCoder`).
 
-    offset    size  field
-    0         4     magic  b"VQCT"
-    4         1     format version (2)
-    5         4     sample_rate        uint32, Hz of the original audio
-    9         8     num_samples        uint64, length of the original audio in samples
-    17        4     hop                uint32, audio samples per token
-    21        4     codebook_size K    uint32, K >= 2
-    25        1     bits_per_token     uint8, must equal ceil(log2 K)
-    26        8     num_tokens         uint64
-    34        8     model id           8 raw bytes: the TOKENIZER that made the tokens (16 hex chars
-                                       in the API; same field and meaning as in version 1)
-    42        4     gain               float32, finite, >= 0: the input level normalisation factor the
-                                       decoder undoes (decoded audio is multiplied by it); 1.0 = none
-    46        1     payload coding     0 = bit-packed (as version 1), 1 = entropy-coded (vqcodec.entropy)
-    47        8     prior id           the prior whose probabilities coded the payload (zero if coding 0)
-    55        2     chunk              uint16, tokens per independently coded chunk (0 if coding 0)
-    57        2     batch              uint16, chunks stepped together by the prior (0 if coding 0)
-    59        8     payload length P   uint64, bytes
-    67        1     speaker length L   uint8
-    68        1     voice length V     uint8, dimensions of the voice vector (0 = none)
-    69        L     speaker            UTF-8, may be empty
-    69+L      V     voice              uint8 per dimension: the quantized per-utterance voice vector
-    69+L+V    P     payload            coding 0: codes packed MSB-first at bits_per_token bits each,
-                                       P = ceil(num_tokens * bits_per_token / 8), zero padded;
-                                       coding 1: the range coder's 32-bit words, P a multiple of 4
-    69+L+V+P  4     token CRC32        zlib.crc32 of num_tokens (uint64) followed by the tokens
-                                       bit-packed as in a coding-0 payload (catches an entropy
-                                       decoder whose tables differ from the encoder's)
-    73+L+V+P  4     CRC32              zlib.crc32 of every byte before it
+Layout of format version 4 (what `to_bytes` writes). `varint`: unsigned LEB128 (7 bits a byte, low
+group first, minimal length, at most 10 bytes, < 2**64); other integers little-endian::
 
-Version 3 is version 2 plus a pitch stream (models with `model.pitch`, nn/pitch.py); it is written
-only for files that have one, so files of models without it stay version 2. After the version-2
-fixed fields (offset 69) come::
+    magic        4       b"VQCT"
+    version      1       4
+    sample_rate  varint  Hz of the original audio, >= 1
+    num_samples  varint  length of the original audio in samples
+    hop          varint  audio samples per frame of content codes, >= 1
+    model id     8       raw bytes: the TOKENIZER that made the streams (16 hex chars in the API)
+    speaker      1 + L   length L (uint8), then L bytes of UTF-8 (may be empty)
+    stream count 1       S, then S streams in increasing type order, each:
+        type       1       1 content, 2 pitch, 3 voice, 4 gain
+        coding     1       0 bit-packed, 1 entropy-coded
+        K          varint  alphabet: the values lie in [0, K); ceil(log2 K) bits each when packed
+        count      varint  number of values
+        params     1 + M   length M (uint8), then M bytes whose meaning depends on the type (below)
+        coding 1:  8 + varint + varint + 4 + varint: prior id (the model whose probabilities coded
+                   the values), chunk (values per independently coded chunk, 1..MAX_CHUNK), batch
+                   (chunks stepped together, 1..MAX_BATCH), CRC32 of the values (see `_token_crc`:
+                   catches a decoder whose tables differ from the encoder's), pad (zero words that
+                   end the payload, see below)
+        data       varint + D  length D, then D bytes: coding 0, the values packed MSB-first,
+                   D = ceil(count * bits / 8), zero padding; coding 1, the range coder's 32-bit words,
+                   then `pad` zero words
+    CRC32        4       zlib.crc32 of every byte before it
 
-    69        1     pitch levels Lp    uint8, >= 3: values 0 (unvoiced) .. Lp - 1
-    70        1     pitch every E      uint8, tokens per pitch value
-    71        4     median F0          float32, Hz, finite, >= 0 (0: nothing voiced)
-    75        L, V  speaker, voice     as in version 2
-    75+L+V    Q     pitch              ceil(num_tokens / E) values bit-packed MSB-first at
-                                       ceil(log2 Lp) bits each, zero padded
-    then payload, token CRC32 and CRC32 as in version 2 (the CRC covers the pitch stream).
+    type     required  K          count                  params
+    content  yes       codebook   frames x N             N = codebooks (uint8 >= 1); values frame by frame
+    pitch    no        levels>=3  ceil(frames / every)   every (uint8 >= 1, frames per value),
+                                                         median F0 (float32 Hz, finite, >= 0); values are
+                                                         levels around the median (nn/pitch.py), 0 unvoiced
+    voice    no        256        V, 1..255              none: the quantized voice vector, a byte a dimension
+    gain     yes       0          0 (no data)            float32, finite, >= 0: the decoder multiplies its
+                                                         audio by it (undoes the level normalisation)
 
-Version 1 (still read; `TokenFile.version` says which was read) has the version-2 fields up to the
-model id, then speaker length, speaker, the bit-packed payload and the CRC32: no gain (1.0), no
-voice, no token CRC, never entropy-coded.
+Entropy coding is defined for the content stream with one codebook (a prior over codes); the other
+types are read bit-packed (coding 1 on them is refused as "not supported by this vqcodec"). An
+entropy-coded stream (of any version) obeys `entropy_layout_problem`: at most MAX_VALUES_PER_BYTE
+values per payload byte (plus 8 bytes' worth; a writer whose coder did better ends the payload with
+zero words up to that floor, the least it can be), and chunk and batch such that decoding takes at
+most count / MIN_PARALLEL + chunk prior steps. These bound a reader's memory and work by the
+payload's size whatever the header claims.
 
-Reading checks, in this order and each with its own message: magic, version, truncation (the
-file is shorter than its header announces), trailing bytes, CRC, header consistency, (optionally)
-the model id, padding bits (must be zero, so every token list has exactly one bit-packed encoding),
-token range, the entropy coder's prior (available?) and the token CRC. Every failure raises
-`FormatError` and nothing else.
+Versions 1-3 are still read (`TokenFile.version` says which was read; writing gives version 4):
+version 2 is magic, version, a fixed 64-byte header (sample rate, samples, hop, K, bits per token, token count, model
+id, gain, coding, prior id, chunk, batch, payload length, speaker and voice lengths), speaker, voice,
+payload, token CRC32, CRC32; version 3 adds pitch levels, every and median F0 after the fixed header
+and the packed pitch values before the payload; version 1 has the version-2 fields up to the model id,
+then the speaker and the packed payload (no gain, voice or token CRC). `_read_v1` / `_read_v2` give
+their exact layouts.
 
-Entropy coding (coding 1) needs the prior: `to_bytes(tf, coder=EntropyCoder(...))` writes it and
-`from_bytes(data, coder_for=...)` reads it, where coder_for is an EntropyCoder or a function
-prior id -> EntropyCoder or None (see `vqcodec.entropy`).
+Reading is bounded by the input: the structure is parsed (every length checked against the bytes
+that are there) before anything is allocated or decoded; a packed stream's count must match its data
+length exactly; an entropy-coded stream's count and layout must obey `entropy_layout_problem`, and
+its coder stops as soon as the values it decoded carry more information than the payload has bits. Checks, each with its own message:
+magic, version, truncation, trailing bytes, CRC, header consistency, (optionally) the model id,
+padding bits (zero, so every value list has one packing), value ranges, the entropy coder's prior
+(available?) and the values' CRC. Every failure raises `FormatError` and nothing else.
+
+`to_bytes(tf, coder=...)` entropy-codes the content stream with `coder`; `from_bytes(data,
+coder_for=...)` takes a coder or a function prior id -> coder or None.
 """
 from __future__ import annotations
 
@@ -66,39 +76,60 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import Callable, Protocol, Union
 
 import numpy as np
 
 from .errors import FormatError
 from .files import atomic_path
 
-if TYPE_CHECKING:
-    from .entropy import EntropyCoder
-
-    CoderFor = Union[EntropyCoder, Callable[[str], Union[EntropyCoder, None]], None]
-
 MAGIC = b"VQCT"
-VERSION = 2          # what files without a pitch stream are written as
-PITCH_VERSION = 3    # files with a pitch stream
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4                     # what to_bytes writes
+PITCH_VERSION = 3               # the legacy version of files with a pitch stream (read only)
+READABLE_VERSIONS = (1, 2, 3, 4)
 SUFFIX = ".vqc"
-PLAIN, ENTROPY = 0, 1  # payload codings
+PLAIN, ENTROPY = 0, 1           # stream codings
+CONTENT, PITCH, VOICE, GAIN = 1, 2, 3, 4  # stream types
+STREAM_NAMES = {CONTENT: "content", PITCH: "pitch", VOICE: "voice", GAIN: "gain"}
+# Entropy-coded streams (every version): what bounds a reader's work and memory by the bytes it reads.
+MAX_BATCH = 256                 # chunks a decoder steps together: bounds the prior's state memory
+MAX_CHUNK = 256                 # values per independently coded chunk (writers use 128): one chunk
+                                # decoded alone costs at most what a genuine 2.5 s file costs
+MIN_PARALLEL = 64               # prior steps <= values / 64 + one chunk: chunks are stepped 64 at a time
+MAX_VALUES_PER_BYTE = 128       # a payload of D bytes holds at most 128 (D + 8) values (1/16 bit each;
+                                # digital silence costs the shipped priors 0.09-0.2 bit); writers pad
+MAX_CODEBOOKS = 255
+MAX_STREAMS = 16
 
-# v1: sample_rate, num_samples, hop, K, bits, num_tokens, model id, speaker length
+# legacy fixed headers. v1: sample_rate, num_samples, hop, K, bits, num_tokens, model id, speaker length
 _FIXED_V1 = struct.Struct("<IQIIBQ8sB")
 # v2: sample_rate, num_samples, hop, K, bits, num_tokens, model id, gain, coding, prior id, chunk,
 #     batch, payload length, speaker length, voice length
-_FIXED = struct.Struct("<IQIIBQ8sfB8sHHQBB")
-# v3 adds: pitch levels, pitch every, median F0
-_PITCH = struct.Struct("<BBf")
+_FIXED_V2 = struct.Struct("<IQIIBQ8sfB8sHHQBB")
+_PITCH_V3 = struct.Struct("<BBf")   # v3 adds: pitch levels, pitch every, median F0
 _PREFIX = len(MAGIC) + 1             # magic + version byte
-_HEADER_MIN = _PREFIX + _FIXED.size  # v2 header without the speaker string and voice
 _CRC = 4
 _MAX_SPEAKER_BYTES = 255
 _MAX_VOICE = 255
 _MAX_BITS = 32
 _NO_PRIOR = bytes(8)
+_F32 = struct.Struct("<f")
+
+
+class StreamCoder(Protocol):
+    """What the format needs of an entropy coder (vqcodec.entropy.EntropyCoder is one): a model
+    given to it, never looked up by the format itself."""
+    prior_id: str   # 16 hex chars, stored in the stream
+    chunk: int
+    batch: int
+
+    def encode(self, tf: "TokenFile") -> bytes: ...
+
+    def decode(self, payload: bytes, tf: "TokenFile", num_tokens: int, chunk: int, batch: int,
+               source: str = "token file") -> np.ndarray: ...
+
+
+CoderFor = Union[StreamCoder, Callable[[str], Union[StreamCoder, None]], None]
 
 
 def bits_per_token(codebook_size: int) -> int:
@@ -110,16 +141,19 @@ def bits_per_token(codebook_size: int) -> int:
 
 @dataclass
 class TokenFile:
-    """Tokens of one utterance plus what is needed to decode them with the right model.
+    """The token streams of one utterance plus what is needed to decode them with the right model.
 
+    tokens: the content codes, (frames,) for one codebook or (frames, N) for N codebooks.
     gain: the decoder multiplies its audio by it (the encoder's level normalisation), stored as
     float32 (the value is rounded to float32 here, so a round trip compares equal).
     voice: the quantized per-utterance voice vector, uint8, 0..255 dimensions.
     pitch / pitch_levels / pitch_every / f0_median: the pitch stream (nn/pitch.py) of models that
-    have one: ceil(num_tokens / pitch_every) levels in [0, pitch_levels), and the utterance's
+    have one: ceil(frames / pitch_every) levels in [0, pitch_levels), and the utterance's
     median F0 in Hz (float32); pitch_levels 0 = none.
-    prior_id / version / payload_bytes / chunk describe how a file read from disk was stored; they
-    are not part of equality (the same tokens read from a plain and an entropy-coded file are equal).
+    prior_id / version / payload_bytes / chunk / stream_bytes / file_bytes describe how a file read
+    from disk was stored (payload_bytes: the content stream's data; stream_bytes: data bytes per
+    stream name); they are not part of equality (the same tokens read from a plain and an
+    entropy-coded file are equal).
     """
     tokens: np.ndarray
     sample_rate: int
@@ -138,11 +172,16 @@ class TokenFile:
     version: int = field(default=VERSION, compare=False)
     payload_bytes: int | None = field(default=None, compare=False, repr=False)
     chunk: int = field(default=0, compare=False, repr=False)
+    stream_bytes: dict | None = field(default=None, compare=False, repr=False)
+    file_bytes: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         tokens = np.asarray(self.tokens)
-        if tokens.ndim != 1:
-            raise FormatError(f"tokens must be a 1-D array, got shape {tokens.shape}")
+        if tokens.ndim == 2 and tokens.shape[1] == 1:
+            tokens = tokens[:, 0]  # one codebook is always 1-D
+        if tokens.ndim not in (1, 2) or (tokens.ndim == 2 and not 1 <= tokens.shape[1] <= MAX_CODEBOOKS):
+            raise FormatError(f"tokens must be a 1-D array (one codebook) or (frames, codebooks) with at "
+                              f"most {MAX_CODEBOOKS} codebooks, got shape {tokens.shape}")
         if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
             raise FormatError(f"tokens must be integers, got dtype {tokens.dtype}")
         self.tokens = tokens.astype(np.int64, copy=False)
@@ -185,7 +224,8 @@ class TokenFile:
     def __eq__(self, other):
         if not isinstance(other, TokenFile):
             return NotImplemented
-        return (np.array_equal(self.tokens, other.tokens) and self.sample_rate == other.sample_rate
+        return (np.array_equal(self.tokens, other.tokens) and self.tokens.shape == other.tokens.shape
+                and self.sample_rate == other.sample_rate
                 and self.num_samples == other.num_samples and self.hop == other.hop
                 and self.codebook_size == other.codebook_size
                 and self.model_id.lower() == other.model_id.lower() and self.speaker == other.speaker
@@ -198,7 +238,12 @@ class TokenFile:
         return bits_per_token(self.codebook_size)
 
     @property
+    def codebooks(self) -> int:
+        return 1 if self.tokens.ndim == 1 else int(self.tokens.shape[1])
+
+    @property
     def num_tokens(self) -> int:
+        """Frames of content codes (each holds `codebooks` values)."""
         return int(self.tokens.shape[0])
 
     @property
@@ -212,9 +257,9 @@ class TokenFile:
 
     @property
     def bitrate(self) -> float:
-        """Bit-packed payload bits per second: bits_per_token * (sample_rate / hop). Header and CRC
-        excluded; `describe` gives what an entropy-coded file actually stores."""
-        return self.bits_per_token * self.tokens_per_s
+        """Nominal bit-packed content rate: bits_per_token * codebooks * frames per second (no
+        padding, no other stream, no header). `describe` gives what a file actually stores."""
+        return self.bits_per_token * self.codebooks * self.tokens_per_s
 
 
 def pitch_stream_problem(pitch: np.ndarray, num_tokens: int, every: int, levels: int) -> str | None:
@@ -232,27 +277,34 @@ def pitch_stream_problem(pitch: np.ndarray, num_tokens: int, every: int, levels:
 
 
 # --------------------------------------------------------------------------- bit packing
+_BLOCK = 1 << 16  # values per block when packing / unpacking: bounded temporary memory, byte aligned
+
+
 def pack_bits(tokens: np.ndarray, bits: int) -> bytes:
-    """Pack non-negative ints < 2**bits MSB-first at `bits` bits each (vectorised)."""
-    tokens = np.asarray(tokens, dtype=np.uint64)
-    if tokens.size == 0:
-        return b""
+    """Pack non-negative ints < 2**bits MSB-first at `bits` bits each (vectorised, in blocks)."""
+    tokens = np.asarray(tokens, dtype=np.uint64).reshape(-1)
     shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
-    bitmat = ((tokens[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(bitmat.reshape(-1)).tobytes()
+    parts = []
+    for a in range(0, tokens.size, _BLOCK):  # a block of 2**16 values ends on a byte boundary
+        bitmat = ((tokens[a:a + _BLOCK, None] >> shifts[None, :]) & np.uint64(1)).astype(np.uint8)
+        parts.append(np.packbits(bitmat.reshape(-1)).tobytes())
+    return b"".join(parts)
 
 
 def unpack_bits(payload: bytes, bits: int, count: int) -> np.ndarray:
     """Inverse of pack_bits: the first `count` values of `bits` bits each, as int64."""
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    flat = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * bits]
+    raw = np.frombuffer(payload, dtype=np.uint8)
     weights = (np.int64(1) << np.arange(bits - 1, -1, -1, dtype=np.int64))
-    return flat.reshape(count, bits).astype(np.int64) @ weights
+    out = np.empty(count, dtype=np.int64)
+    for a in range(0, count, _BLOCK):
+        n = min(_BLOCK, count - a)
+        flat = np.unpackbits(raw[a * bits // 8:-(-(a + n) * bits // 8)])[: n * bits]
+        out[a:a + n] = flat.reshape(n, bits).astype(np.int64) @ weights
+    return out
 
 
-def _payload_size(num_tokens: int, bits: int) -> int:
-    return (num_tokens * bits + 7) // 8
+def _payload_size(num_values: int, bits: int) -> int:
+    return (num_values * bits + 7) // 8
 
 
 def _model_id_bytes(model_id: str) -> bytes:
@@ -264,17 +316,84 @@ def _model_id_bytes(model_id: str) -> bytes:
         raise FormatError(f"model id must be 16 hex characters, got {model_id!r}") from None
 
 
-# --------------------------------------------------------------------------- bytes API
 def _token_crc(tokens: np.ndarray, bits: int) -> int:
-    """CRC32 of the token count (uint64) and the tokens bit-packed: the count is in it because
-    packing alone cannot tell [3] from [3, 0] at 4 bits per token."""
-    return zlib.crc32(pack_bits(tokens, bits), zlib.crc32(struct.pack("<Q", len(tokens)))) & 0xFFFFFFFF
+    """CRC32 of the value count (uint64) and the values bit-packed: the count is in it because
+    packing alone cannot tell [3] from [3, 0] at 4 bits per value."""
+    return zlib.crc32(pack_bits(tokens, bits), zlib.crc32(struct.pack("<Q", tokens.size))) & 0xFFFFFFFF
 
 
-def to_bytes(tf: TokenFile, coder: "EntropyCoder | None" = None) -> bytes:
-    """Serialise a TokenFile as format version 2: bit-packed, or entropy-coded with `coder`'s prior
-    (vqcodec.entropy.EntropyCoder). Raises FormatError for values the format cannot hold or tokens
-    the coder's prior was not trained for."""
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+# --------------------------------------------------------------------------- entropy-coded layout
+def decode_steps(count: int, chunk: int, batch: int) -> int:
+    """Prior steps an entropy decoder takes for `count` values in chunks of `chunk`, `batch` chunks
+    stepped together (a round takes as many steps as its longest chunk)."""
+    rounds, rest = divmod(count, chunk * batch)
+    return rounds * chunk + min(rest, chunk)
+
+
+def _floor_bytes(count: int) -> int:
+    """The fewest payload bytes (whole 32-bit words) that may hold `count` entropy-coded values."""
+    return 4 * -(-max(0, -(-count // MAX_VALUES_PER_BYTE) - 8) // 4)
+
+
+def entropy_layout_problem(count: int, chunk: int, batch: int, nbytes: int | None = None,
+                           pad: int = 0) -> str | None:
+    """Why an entropy-coded stream of `count` values, chunk, batch, `nbytes` of payload ending in
+    `pad` zero words cannot be (None if it can): the rules that bound a reader's work by its input
+    (prior steps <= count / MIN_PARALLEL + chunk, count <= MAX_VALUES_PER_BYTE * (nbytes + 8)) and
+    keep padding to what the floor needs (the values' CRC, not the layout, makes the tokens unique). Writers check it without
+    nbytes before coding; readers with it before decoding. The one check, for every version."""
+    if not (1 <= chunk <= MAX_CHUNK and 1 <= batch <= MAX_BATCH):
+        return f"chunk {chunk} and batch {batch} must lie in [1, {MAX_CHUNK}] and [1, {MAX_BATCH}]"
+    steps = decode_steps(count, chunk, batch)
+    if steps > count // MIN_PARALLEL + chunk:
+        return (f"chunks of {chunk} stepped {batch} at a time take {steps} prior steps for {count} values, "
+                f"more than {count // MIN_PARALLEL + chunk} (step at least {MIN_PARALLEL} chunks together)")
+    if nbytes is None:
+        return None
+    floor = _floor_bytes(count)
+    if nbytes % 4 or (not count and nbytes) or count > MAX_VALUES_PER_BYTE * (nbytes + 8):
+        return f"{count} values cannot fit in an entropy-coded payload of {nbytes} bytes"
+    if pad and (4 * pad > nbytes or nbytes != floor or nbytes - 4 * pad >= floor):  # padding up to the floor only
+        return f"{pad} padding words in a payload of {nbytes} bytes for {count} values"
+    return None
+
+
+# --------------------------------------------------------------------------- streams
+@dataclass
+class _Stream:
+    """One stream as stored: values in [0, k), `count` of them, packed or entropy-coded in `data`."""
+    kind: int
+    coding: int
+    k: int
+    count: int
+    params: bytes
+    data: bytes
+    prior: bytes = _NO_PRIOR
+    chunk: int = 0
+    batch: int = 0
+    crc: int | None = None  # of the values (entropy-coded v4 streams, every v2/v3 payload)
+    pad: int = 0            # zero words ending an entropy-coded payload (`entropy_layout`)
+
+    def to_bytes(self) -> bytes:
+        coded = (self.prior + _varint(self.chunk) + _varint(self.batch) + struct.pack("<I", self.crc)
+                 + _varint(self.pad) if self.coding == ENTROPY else b"")
+        return (bytes([self.kind, self.coding]) + _varint(self.k) + _varint(self.count)
+                + bytes([len(self.params)]) + self.params + coded + _varint(len(self.data)) + self.data)
+
+
+def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
+    """Serialise a TokenFile as format version 4: every stream bit-packed, or the content stream
+    entropy-coded with `coder` (e.g. vqcodec.entropy.EntropyCoder). Raises FormatError for values the
+    format cannot hold or tokens the coder's prior was not trained for."""
     bits = bits_per_token(tf.codebook_size)
     if bits > _MAX_BITS or tf.codebook_size >= 2 ** 32:
         raise FormatError(f"codebook size {tf.codebook_size} too large (at most 2**32 - 1)")
@@ -289,39 +408,197 @@ def to_bytes(tf: TokenFile, coder: "EntropyCoder | None" = None) -> bytes:
     speaker = tf.speaker.encode("utf-8")
     if len(speaker) > _MAX_SPEAKER_BYTES:
         raise FormatError(f"speaker id longer than {_MAX_SPEAKER_BYTES} bytes: {tf.speaker[:40]!r}...")
-    if coder is None:
-        coding, prior, chunk, batch, payload = PLAIN, _NO_PRIOR, 0, 0, pack_bits(tokens, bits)
-    else:
-        coding, prior, chunk, batch = ENTROPY, bytes.fromhex(coder.prior_id), coder.chunk, coder.batch
-        payload = coder.encode(tf)
-    voice = tf.voice.tobytes()
     tf._check_pitch()  # the fields may have been changed since construction
-    version = PITCH_VERSION if tf.pitch_levels else VERSION
-    head = MAGIC + bytes([version]) + _FIXED.pack(
-        int(tf.sample_rate), int(tf.num_samples), int(tf.hop), int(tf.codebook_size), bits,
-        int(tokens.shape[0]), _model_id_bytes(tf.model_id), tf.gain, coding, prior, chunk, batch,
-        len(payload), len(speaker), len(voice))
-    pitch = b""
+    values = tokens.reshape(-1)
+    content = _Stream(CONTENT, PLAIN, tf.codebook_size, values.size, bytes([tf.codebooks]), b"")
+    if coder is None:
+        content.data = pack_bits(values, bits)
+    else:
+        if tf.codebooks != 1:
+            raise FormatError(f"entropy coding takes one codebook; these tokens have {tf.codebooks}")
+        problem = entropy_layout_problem(values.size, coder.chunk, coder.batch)
+        if problem:
+            raise FormatError(f"cannot entropy-code {values.size} tokens: {problem}")
+        content.coding, content.prior = ENTROPY, bytes.fromhex(coder.prior_id)
+        content.chunk, content.batch, content.crc = coder.chunk, coder.batch, _token_crc(values, bits)
+        words = coder.encode(tf)
+        content.pad = max(0, _floor_bytes(values.size) - len(words)) // 4
+        content.data = words + bytes(4 * content.pad)
+    streams = [content]
     if tf.pitch_levels:
-        head += _PITCH.pack(tf.pitch_levels, tf.pitch_every, tf.f0_median)
-        pitch = pack_bits(tf.pitch, bits_per_token(tf.pitch_levels))
-    body = head + speaker + voice + pitch + payload + struct.pack("<I", _token_crc(tokens, bits))
+        streams.append(_Stream(PITCH, PLAIN, tf.pitch_levels, tf.pitch.size,
+                               bytes([tf.pitch_every]) + _F32.pack(tf.f0_median),
+                               pack_bits(tf.pitch, bits_per_token(tf.pitch_levels))))
+    if tf.voice.size:
+        streams.append(_Stream(VOICE, PLAIN, 256, tf.voice.size, b"", tf.voice.tobytes()))
+    streams.append(_Stream(GAIN, PLAIN, 0, 0, _F32.pack(tf.gain), b""))
+    return _assemble(dict(sample_rate=int(tf.sample_rate), num_samples=int(tf.num_samples), hop=int(tf.hop),
+                          model_id=_model_id_bytes(tf.model_id), speaker=speaker), streams)
+
+
+def _assemble(head: dict, streams: list[_Stream]) -> bytes:
+    """A version-4 file of these header fields (as `_read_v4` returns them) and streams."""
+    body = (MAGIC + bytes([VERSION]) + _varint(head["sample_rate"]) + _varint(head["num_samples"])
+            + _varint(head["hop"]) + head["model_id"] + bytes([len(head["speaker"])]) + head["speaker"]
+            + bytes([len(streams)]) + b"".join(s.to_bytes() for s in streams))
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
+class _Cursor:
+    """Reads a byte string front to back; running past its end is a truncated file."""
+
+    def __init__(self, data: bytes, at: int, end: int, source: str):
+        self.data, self.at, self.end, self.source = data, at, end, source
+
+    def take(self, n: int) -> bytes:
+        if n > self.end - self.at:
+            raise FormatError(f"{self.source}: truncated ({len(self.data)} bytes; the header announces more)")
+        self.at += n
+        return self.data[self.at - n:self.at]
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = shift = 0
+        for i in range(10):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if (byte == 0 and i) or value >= 2 ** 64:
+                    raise FormatError(f"{self.source}: inconsistent header (malformed varint)")
+                return value
+            shift += 7
+        raise FormatError(f"{self.source}: inconsistent header (malformed varint)")
+
+
+def _read_v4(data: bytes, source: str) -> tuple[dict, list[_Stream]]:
+    """Parse the container's structure: lengths only, every one checked against the bytes there."""
+    cur = _Cursor(data, _PREFIX, len(data) - _CRC, source)
+    if cur.end < cur.at:
+        raise FormatError(f"{source}: truncated ({len(data)} bytes, shorter than the header)")
+    head = dict(sample_rate=cur.varint(), num_samples=cur.varint(), hop=cur.varint(), model_id=cur.take(8))
+    head["speaker"] = cur.take(cur.byte())
+    streams = []
+    for _ in range(cur.byte()):
+        kind, coding, k, count = cur.byte(), cur.byte(), cur.varint(), cur.varint()
+        s = _Stream(kind, coding, k, count, cur.take(cur.byte()), b"")
+        if coding == ENTROPY:
+            s.prior, s.chunk, s.batch = cur.take(8), cur.varint(), cur.varint()
+            s.crc, s.pad = struct.unpack("<I", cur.take(4))[0], cur.varint()
+        s.data = cur.take(cur.varint())
+        streams.append(s)
+    if cur.at != cur.end:
+        raise FormatError(f"{source}: {cur.end - cur.at} unexpected trailing bytes after the data")
+    return head, streams
+
+
+def _read_v1(data: bytes, source: str) -> tuple[dict, list[_Stream]]:
+    n = len(data)
+    if n < _PREFIX + _FIXED_V1.size + _CRC:
+        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
+    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, spk_len) = _FIXED_V1.unpack_from(data, _PREFIX)
+    off = _PREFIX + _FIXED_V1.size
+    payload_len = _payload_size(num_tokens, bits)
+    _check_length(n, off + spk_len + payload_len + _CRC, source)
+    head = dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, model_id=mid,
+                speaker=data[off:off + spk_len], bits=bits)
+    return head, [_Stream(CONTENT, PLAIN, k, num_tokens, b"\x01", data[off + spk_len:off + spk_len + payload_len]),
+                  _Stream(GAIN, PLAIN, 0, 0, _F32.pack(1.0), b"")]
+
+
+def _read_v2(data: bytes, source: str, version: int) -> tuple[dict, list[_Stream]]:
+    """Versions 2 and 3 (3: with the pitch block), as the streams of a version-4 file."""
+    n = len(data)
+    fixed_end = _PREFIX + _FIXED_V2.size
+    extra = _PITCH_V3.size if version == PITCH_VERSION else 0
+    if n < fixed_end + extra + 2 * _CRC:
+        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
+    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, gain, coding, prior, chunk, batch,
+     payload_len, spk_len, voice_len) = _FIXED_V2.unpack_from(data, _PREFIX)
+    pitch_levels = pitch_every = pitch_len = 0
+    f0_median = 0.0
+    if extra:
+        pitch_levels, pitch_every, f0_median = _PITCH_V3.unpack_from(data, fixed_end)
+        if pitch_levels >= 3 and pitch_every >= 1:  # else refused as inconsistent once the CRC holds
+            pitch_len = _payload_size(-(-num_tokens // pitch_every), bits_per_token(pitch_levels))
+    off = fixed_end + extra
+    _check_length(n, off + spk_len + voice_len + pitch_len + payload_len + 2 * _CRC, source)
+    v = off + spk_len + voice_len
+    p = v + pitch_len
+    head = dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, model_id=mid,
+                speaker=data[off:off + spk_len], bits=bits)
+    content = _Stream(CONTENT, coding, k, num_tokens, b"\x01", data[p:p + payload_len], prior=prior,
+                      chunk=chunk, batch=batch, crc=struct.unpack_from("<I", data, p + payload_len)[0])
+    streams = [content]
+    if extra:
+        streams.append(_Stream(PITCH, PLAIN, pitch_levels, -(-num_tokens // max(pitch_every, 1)),
+                               bytes([pitch_every]) + _F32.pack(f0_median), data[v:p]))
+    if voice_len:
+        streams.append(_Stream(VOICE, PLAIN, 256, voice_len, b"", data[off + spk_len:v]))
+    streams.append(_Stream(GAIN, PLAIN, 0, 0, _F32.pack(gain), b""))
+    return head, streams
+
+
+def _check_length(n: int, expected: int, source: str) -> None:
+    if n < expected:
+        raise FormatError(f"{source}: truncated ({n} bytes; the header announces {expected})")
+    if n > expected:
+        raise FormatError(f"{source}: {n - expected} unexpected trailing bytes after the data")
+
+
 def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "token file",
-               coder_for: "CoderFor" = None) -> TokenFile:
-    """Parse a `.vqc` byte string (format version 1 or 2); every problem raises FormatError with
+               coder_for: CoderFor = None) -> TokenFile:
+    """Parse a `.vqc` byte string (format version 1 to 4); every problem raises FormatError with
     its own message.
 
     `expect_model_id` (16 hex chars): refuse tokens made by another tokenizer.
     `source` names the data in messages (read() passes the path).
-    `coder_for`: for entropy-coded files, an EntropyCoder or a function prior id -> EntropyCoder
-    (None when that prior is not available); unused for bit-packed files.
+    `coder_for`: for entropy-coded files, a coder (see `StreamCoder`) or a function prior id ->
+    coder (None when that prior is not available); unused for bit-packed files.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FormatError(f"{source}: expected bytes, got {type(data).__name__}")
     data = bytes(data)
+    n = len(data)
+    version, head, streams = _parse(data, source)
+    crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
+    crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
+    if crc != crc_stored:
+        raise FormatError(f"{source}: CRC mismatch (file is corrupt: stored {crc_stored:08x}, "
+                          f"computed {crc:08x})")
+    s = _check_streams(head, streams, source)
+    content = s[CONTENT]
+    try:
+        speaker = head["speaker"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{source}: speaker id is not valid UTF-8") from None
+    model_id = head["model_id"].hex()
+    if expect_model_id is not None and model_id != expect_model_id.lower():
+        raise FormatError(f"{source}: made by model {model_id}, but the loaded model is "
+                          f"{expect_model_id.lower()} (decode with the model that encoded it)")
+    codebooks = content.params[0]
+    frames = content.count // codebooks
+    pitch = s.get(PITCH)
+    tf = TokenFile(tokens=np.zeros(0, dtype=np.int64), sample_rate=head["sample_rate"],
+                   num_samples=head["num_samples"], hop=head["hop"], codebook_size=content.k, model_id=model_id,
+                   speaker=speaker, gain=_F32.unpack(s[GAIN].params)[0],
+                   voice=np.frombuffer(s[VOICE].data, dtype=np.uint8).copy() if VOICE in s else np.zeros(0, np.uint8),
+                   prior_id="" if content.coding == PLAIN else content.prior.hex(), version=version,
+                   payload_bytes=len(content.data), chunk=content.chunk, file_bytes=n,
+                   stream_bytes={STREAM_NAMES[t]: len(x.data) for t, x in s.items()})
+    if pitch is not None:
+        every, median = pitch.params[0], _F32.unpack(pitch.params[1:])[0]
+        tf.pitch = _values(pitch, None, tf, source)
+        tf.pitch_levels, tf.pitch_every, tf.f0_median = pitch.k, every, median
+    tokens = _values(content, coder_for, tf, source)
+    tf.tokens = tokens if codebooks == 1 else tokens.reshape(frames, codebooks)
+    return tf
+
+
+def _parse(data: bytes, source: str) -> tuple[int, dict, list[_Stream]]:
+    """(version, header fields, streams) of a file of any readable version: magic, version and
+    structure checked (lengths against the bytes there), the CRC and the values not yet."""
     n = len(data)
     if n < len(MAGIC):
         if MAGIC.startswith(data) and n:
@@ -337,62 +614,88 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
         raise FormatError(f"{source}: unsupported format version {version} "
                           f"(this vqcodec reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
                           f"{'upgrade vqcodec' if version > max(READABLE_VERSIONS) else 're-encode the audio'})")
-    h = _header_v1(data, n, source) if version == 1 else _header_v2(data, n, source, version)
-    crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
-    crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
-    if crc != crc_stored:
-        raise FormatError(f"{source}: CRC mismatch (file is corrupt: stored {crc_stored:08x}, "
-                          f"computed {crc:08x})")
-    k, bits, num_tokens = h["k"], h["bits"], h["num_tokens"]
-    if k < 2 or bits != int(k - 1).bit_length() or bits > _MAX_BITS:
-        raise FormatError(f"{source}: inconsistent header (K={k} with {bits} bits per token)")
-    if h["sample_rate"] == 0 or h["hop"] == 0:
-        raise FormatError(f"{source}: inconsistent header (sample rate {h['sample_rate']}, hop {h['hop']})")
-    if not (math.isfinite(h["gain"]) and h["gain"] >= 0):
-        raise FormatError(f"{source}: inconsistent header (gain {h['gain']})")
-    coding, prior, payload = h["coding"], h["prior"], h["payload"]
-    if coding == PLAIN:
-        if prior != _NO_PRIOR or h["chunk"] or h["batch"] or len(payload) != _payload_size(num_tokens, bits):
-            raise FormatError(f"{source}: inconsistent header (bit-packed payload of {len(payload)} bytes "
-                              f"for {num_tokens} tokens, or entropy-coding fields set)")
-    elif coding == ENTROPY:
-        from .entropy import min_bits_per_token
+    head, streams = (_read_v1(data, source) if version == 1 else _read_v4(data, source) if version == VERSION
+                     else _read_v2(data, source, version))
+    return version, head, streams
 
-        if not (h["chunk"] and h["batch"]) or len(payload) % 4:
-            raise FormatError(f"{source}: inconsistent header (entropy-coded payload of {len(payload)} "
-                              f"bytes, chunk {h['chunk']}, batch {h['batch']})")
-        # no token costs less than min_bits_per_token: refuses absurd counts before decoding
-        if num_tokens > 2 * (8 * len(payload) + 64) / min_bits_per_token(k) + 1:
-            raise FormatError(f"{source}: inconsistent header ({num_tokens} tokens cannot fit in an "
-                              f"entropy-coded payload of {len(payload)} bytes)")
+
+def _check_streams(head: dict, streams: list[_Stream], source: str) -> dict[int, _Stream]:
+    """The streams by type, once every header field is checked against the others (nothing is
+    decoded yet, and no stream can announce more values than its data can hold)."""
+    def bad(what: str):
+        return FormatError(f"{source}: inconsistent header ({what})")
+
+    if not 1 <= head["sample_rate"] < 2 ** 32 or not 1 <= head["hop"] < 2 ** 32:
+        raise bad(f"sample rate {head['sample_rate']}, hop {head['hop']}")
+    kinds = [x.kind for x in streams]
+    unknown = [t for t in kinds if t not in STREAM_NAMES]
+    if unknown:
+        raise FormatError(f"{source}: unknown stream type {unknown[0]} (upgrade vqcodec)")
+    if kinds != sorted(set(kinds)) or CONTENT not in kinds or GAIN not in kinds or len(kinds) > MAX_STREAMS:
+        raise bad(f"streams {kinds}: each type at most once, in increasing order, content and gain present")
+    by = {x.kind: x for x in streams}
+    content = by[CONTENT]
+    bits = head.get("bits", None)
+    if content.k < 2 or content.k >= 2 ** 32 or (bits is not None and bits != bits_per_token(max(content.k, 2))):
+        raise bad(f"K={content.k} with {bits} bits per token")
+    if len(content.params) != 1 or content.params[0] < 1 or content.count % content.params[0]:
+        raise bad(f"content stream of {content.count} values in {content.params[:1].hex() or 'no'} codebooks")
+    frames = content.count // content.params[0]
+    pitch = by.get(PITCH)
+    if pitch is not None:
+        every, median = (pitch.params[0], _F32.unpack(pitch.params[1:])[0]) if len(pitch.params) == 5 else (0, 0.0)
+        if (not 3 <= pitch.k <= 255 or every < 1 or not (math.isfinite(median) and median >= 0)
+                or pitch.count != -(-frames // pitch.params[0])):
+            raise bad(f"pitch stream: levels {pitch.k}, params {pitch.params.hex()}, {pitch.count} values "
+                      f"for {frames} frames")
+    voice = by.get(VOICE)
+    if voice is not None and (voice.k != 256 or voice.params or not 1 <= voice.count <= _MAX_VOICE):
+        raise bad(f"voice stream of {voice.count} values below {voice.k}")
+    gain = by[GAIN]
+    value = _F32.unpack(gain.params)[0] if len(gain.params) == 4 else float("nan")
+    if gain.k or gain.count or gain.data or gain.coding or not (math.isfinite(value) and value >= 0):
+        raise bad(f"gain {value}")
+    for x in streams:
+        name = STREAM_NAMES[x.kind]
+        if x.coding == PLAIN:
+            if (len(x.data) != _payload_size(x.count, bits_per_token(max(x.k, 2)) if x.k else 0)
+                    or x.prior != _NO_PRIOR or x.chunk or x.batch):
+                raise bad(f"bit-packed {name} stream of {len(x.data)} bytes for {x.count} values, "
+                          "or entropy-coding fields set")
+        elif x.coding == ENTROPY:
+            if x.kind != CONTENT or content.params[0] != 1:
+                raise FormatError(f"{source}: entropy-coded {name} stream"
+                                  f"{'' if x.kind != CONTENT else ' of several codebooks'}: not supported by "
+                                  "this vqcodec (upgrade vqcodec)")
+            problem = entropy_layout_problem(x.count, x.chunk, x.batch, len(x.data), x.pad)
+            if problem:
+                raise bad(f"entropy-coded {name} stream: {problem}")
+        else:
+            raise FormatError(f"{source}: unknown payload coding {x.coding} of the {name} stream (upgrade vqcodec)")
+    return by
+
+
+def _values(stream: _Stream, coder_for: CoderFor, tf: TokenFile, source: str) -> np.ndarray:
+    """The values of a checked stream: unpacked, or decoded by the coder of its prior; then the
+    values' CRC, where the stream stores one."""
+    name = STREAM_NAMES[stream.kind]
+    bits = bits_per_token(stream.k)
+    if stream.coding == PLAIN:
+        values = _unpack_checked(stream.data, bits, stream.count, stream.k, source,
+                                 "payload" if stream.kind == CONTENT else f"{name} stream",
+                                 "token" if stream.kind == CONTENT else name,
+                                 f"the codebook (K={stream.k})" if stream.kind == CONTENT else f"[0, {stream.k})")
     else:
-        raise FormatError(f"{source}: unknown payload coding {coding} (upgrade vqcodec)")
-    try:
-        speaker = h["speaker"].decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(f"{source}: speaker id is not valid UTF-8") from None
-    model_id = h["model_id"].hex()
-    if expect_model_id is not None and model_id != expect_model_id.lower():
-        raise FormatError(f"{source}: made by model {model_id}, but the loaded model is "
-                          f"{expect_model_id.lower()} (decode with the model that encoded it)")
-    tf = TokenFile(tokens=np.zeros(0, dtype=np.int64), sample_rate=h["sample_rate"],
-                   num_samples=h["num_samples"], hop=h["hop"], codebook_size=k, model_id=model_id,
-                   speaker=speaker, gain=h["gain"], voice=np.frombuffer(h["voice"], dtype=np.uint8).copy(),
-                   prior_id="" if coding == PLAIN else prior.hex(), version=version,
-                   payload_bytes=len(payload), chunk=h["chunk"])
-    if version == PITCH_VERSION:
-        _read_pitch(tf, h, num_tokens, source)
-    if coding == PLAIN:
-        tokens = _unpack_checked(payload, bits, num_tokens, k, source, "payload", "token", f"the codebook (K={k})")
-    else:
-        coder = _coder(coder_for, tf.prior_id, source)
-        tokens = coder.decode(payload, tf, num_tokens, h["chunk"], h["batch"], source=source)
-    if h["token_crc"] is not None and _token_crc(tokens, bits) != h["token_crc"]:
+        if any(stream.data[len(stream.data) - 4 * stream.pad:]):
+            raise FormatError(f"{source}: corrupt payload (non-zero padding words)")
+        coder = _coder(coder_for, stream.prior.hex(), source)
+        values = coder.decode(stream.data[:len(stream.data) - 4 * stream.pad], tf, stream.count, stream.chunk,
+                              stream.batch, source=source)
+    if stream.crc is not None and _token_crc(values, bits) != stream.crc:
         raise FormatError(f"{source}: token CRC mismatch: the payload decodes to other tokens than were "
-                          "encoded" + (f" (prior {tf.prior_id} gives other probabilities here than "
-                                       "where the file was written)" if coding == ENTROPY else ""))
-    tf.tokens = tokens
-    return tf
+                          "encoded" + (f" (prior {stream.prior.hex()} gives other probabilities here than "
+                                       "where the file was written)" if stream.coding == ENTROPY else ""))
+    return values
 
 
 def _unpack_checked(data: bytes, bits: int, count: int, k: int, source: str, what: str, value: str,
@@ -408,22 +711,10 @@ def _unpack_checked(data: bytes, bits: int, count: int, k: int, source: str, wha
     return values
 
 
-def _read_pitch(tf: TokenFile, h: dict, num_tokens: int, source: str) -> None:
-    levels, every, median = h["pitch_levels"], h["pitch_every"], h["f0_median"]
-    if levels < 3 or every < 1 or not (math.isfinite(median) and median >= 0):
-        raise FormatError(f"{source}: inconsistent header (pitch levels {levels}, every {every}, "
-                          f"median F0 {median})")
-    values = _unpack_checked(h["pitch"], bits_per_token(levels), -(-num_tokens // every), levels, source,
-                             "pitch stream", "pitch", f"[0, {levels})")
-    tf.pitch, tf.pitch_levels, tf.pitch_every, tf.f0_median = values, levels, every, median
-
-
-def _coder(coder_for, prior_id: str, source: str):
-    """The EntropyCoder for prior_id from what from_bytes was given, or a FormatError."""
-    from .entropy import EntropyCoder
-
+def _coder(coder_for: CoderFor, prior_id: str, source: str) -> StreamCoder:
+    """The coder for prior_id from what from_bytes was given (a coder, or a lookup), or a FormatError."""
     coder = coder_for
-    if coder_for is not None and not isinstance(coder_for, EntropyCoder):
+    if coder_for is not None and not hasattr(coder_for, "decode"):
         coder = coder_for(prior_id)
     if coder is None or coder.prior_id != prior_id:
         raise FormatError(f"{source}: entropy-coded with prior {prior_id}, which is not available "
@@ -431,53 +722,9 @@ def _coder(coder_for, prior_id: str, source: str):
     return coder
 
 
-def _header_v1(data: bytes, n: int, source: str) -> dict:
-    if n < _PREFIX + _FIXED_V1.size + _CRC:
-        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
-    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, spk_len) = _FIXED_V1.unpack_from(data, _PREFIX)
-    off = _PREFIX + _FIXED_V1.size
-    payload_len = _payload_size(num_tokens, bits)
-    _check_length(n, off + spk_len + payload_len + _CRC, source)
-    return dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, k=k, bits=bits,
-                num_tokens=num_tokens, model_id=mid, gain=1.0, coding=PLAIN, prior=_NO_PRIOR, chunk=0,
-                batch=0, speaker=data[off:off + spk_len], voice=b"",
-                payload=data[off + spk_len:off + spk_len + payload_len], token_crc=None)
-
-
-def _header_v2(data: bytes, n: int, source: str, version: int = 2) -> dict:
-    """Versions 2 and 3 (3: with the pitch block)."""
-    extra = _PITCH.size if version == PITCH_VERSION else 0
-    if n < _HEADER_MIN + extra + 2 * _CRC:
-        raise FormatError(f"{source}: truncated ({n} bytes, shorter than the header)")
-    (sample_rate, num_samples, hop, k, bits, num_tokens, mid, gain, coding, prior, chunk, batch,
-     payload_len, spk_len, voice_len) = _FIXED.unpack_from(data, _PREFIX)
-    pitch_levels = pitch_every = pitch_len = 0
-    f0_median = 0.0
-    if extra:
-        pitch_levels, pitch_every, f0_median = _PITCH.unpack_from(data, _HEADER_MIN)
-        if pitch_levels >= 3 and pitch_every >= 1:
-            pitch_len = _payload_size(-(-num_tokens // pitch_every), bits_per_token(pitch_levels))
-    off = _HEADER_MIN + extra
-    _check_length(n, off + spk_len + voice_len + pitch_len + payload_len + 2 * _CRC, source)
-    v = off + spk_len + voice_len
-    p = v + pitch_len
-    return dict(sample_rate=sample_rate, num_samples=num_samples, hop=hop, k=k, bits=bits,
-                num_tokens=num_tokens, model_id=mid, gain=gain, coding=coding, prior=prior, chunk=chunk,
-                batch=batch, speaker=data[off:off + spk_len], voice=data[off + spk_len:v],
-                pitch_levels=pitch_levels, pitch_every=pitch_every, f0_median=f0_median, pitch=data[v:p],
-                payload=data[p:p + payload_len], token_crc=struct.unpack_from("<I", data, p + payload_len)[0])
-
-
-def _check_length(n: int, expected: int, source: str) -> None:
-    if n < expected:
-        raise FormatError(f"{source}: truncated ({n} bytes; the header announces {expected})")
-    if n > expected:
-        raise FormatError(f"{source}: {n - expected} unexpected trailing bytes after the data")
-
-
 # --------------------------------------------------------------------------- files
 def write(path: str | os.PathLike, tf: TokenFile, force: bool = True,
-          coder: "EntropyCoder | None" = None) -> Path:
+          coder: StreamCoder | None = None) -> Path:
     """Write `tf` to `path` atomically (temporary file, then rename); entropy-coded with `coder`."""
     data = to_bytes(tf, coder=coder)
     path = Path(path)
@@ -486,7 +733,7 @@ def write(path: str | os.PathLike, tf: TokenFile, force: bool = True,
     return path
 
 
-def read(path: str | os.PathLike, expect_model_id: str | None = None, coder_for: "CoderFor" = None) -> TokenFile:
+def read(path: str | os.PathLike, expect_model_id: str | None = None, coder_for: CoderFor = None) -> TokenFile:
     """Read a `.vqc` file; FormatError for a missing, unreadable or invalid file."""
     path = Path(path)
     try:
@@ -500,29 +747,38 @@ def read(path: str | os.PathLike, expect_model_id: str | None = None, coder_for:
     return from_bytes(data, expect_model_id=expect_model_id, source=str(path), coder_for=coder_for)
 
 
-def describe(tf: TokenFile) -> dict:
+def describe(tf: TokenFile, data: bytes | None = None) -> dict:
     """A flat, JSON-able summary of a token file (what `vqcodec info` prints).
 
-    bitrate_bps: payload bits per second as stored (bit-packed: bits_per_token * tokens/s);
-    total_bitrate_bps adds the per-file side information (gain, voice vector) spread over the
-    file's duration; file_bitrate_bps is the whole file (headers and CRCs too)."""
+    One bitrate convention (encode, info and the docs use it): bits stored per second of the
+    original audio. tokens_bps counts the content stream's data as stored (bit-packed or
+    entropy-coded), streams_bps the data and parameters of every stream (content, pitch, voice,
+    gain), file_bps the whole file (headers and CRCs too). Sizes come from `data` (the file's bytes)
+    when given, else from how `tf` was read from disk, else from `to_bytes(tf)` (bit-packed)."""
+    if data is None and tf.file_bytes is None:
+        data = to_bytes(tf)
+    if data is not None:
+        version, _, streams = _parse(bytes(data), "token file")
+        by = {x.kind: x for x in streams}
+        sizes, total = {STREAM_NAMES.get(t, str(t)): len(x.data) for t, x in by.items()}, len(data)
+        entropy = by[CONTENT].coding == ENTROPY
+        prior, chunk = by[CONTENT].prior.hex(), by[CONTENT].chunk
+    else:
+        version, sizes, total = tf.version, tf.stream_bytes, tf.file_bytes
+        entropy, prior, chunk = bool(tf.prior_id), tf.prior_id, tf.chunk
     bits = tf.bits_per_token
-    plain = _payload_size(tf.num_tokens, bits)
-    entropy = bool(tf.prior_id)
-    payload = tf.payload_bytes if entropy and tf.payload_bytes is not None else plain
-    v1 = tf.version == 1
-    pitch_bytes = _payload_size(tf.pitch.size, bits_per_token(tf.pitch_levels)) if tf.pitch_levels else 0
-    total = ((_PREFIX + _FIXED_V1.size + _CRC) if v1 else (_HEADER_MIN + tf.voice.size + 2 * _CRC)) \
-        + len(tf.speaker.encode("utf-8")) + payload + (_PITCH.size + pitch_bytes if tf.pitch_levels else 0)
+    values = tf.num_tokens * tf.codebooks
+    plain = _payload_size(values, bits)
+    content = sizes["content"]
+    side = sizes.get("voice", 0) + (4 if version > 1 else 0) + (5 if tf.pitch_levels else 0)
+    streams = content + sizes.get("pitch", 0) + side
     used = int(np.unique(tf.tokens).size) if tf.num_tokens else 0
-    stored = payload * 8 / tf.num_tokens if entropy and tf.num_tokens else float(bits)
-    rate = stored * tf.tokens_per_s
-    side_bits = 0 if v1 else 32 + 8 * tf.voice.size  # gain float32 + voice
-    if tf.pitch_levels:
-        side_bits += 32 + 8 * pitch_bytes             # median F0 float32 + the pitch stream
     duration = tf.duration_s
+
+    def bps(nbytes: int) -> float:
+        return round(nbytes * 8 / duration, 3) if duration else 0.0
     return {
-        "format_version": tf.version,
+        "format_version": version,
         "model_id": tf.model_id,
         "speaker": tf.speaker,
         "sample_rate": tf.sample_rate,
@@ -530,26 +786,32 @@ def describe(tf: TokenFile) -> dict:
         "duration_s": round(duration, 4),
         "hop": tf.hop,
         "codebook_size": tf.codebook_size,
+        "codebooks": tf.codebooks,
         "gain": tf.gain,
         "voice_bits": 8 * tf.voice.size,
-        "pitch_bps": round(8 * pitch_bytes / duration, 3) if tf.pitch_levels and duration else 0.0,
         "f0_median_hz": round(tf.f0_median, 2),
-        "payload_coding": f"entropy (prior {tf.prior_id}, chunks of {tf.chunk} tokens)" if entropy else "bit-packed",
+        "content_coding": f"entropy (prior {prior}, chunks of {chunk} tokens)" if entropy else "bit-packed",
         "bits_per_token": bits,
-        "stored_bits_per_token": round(stored, 4),
+        "stored_bits_per_token": round(content * 8 / values, 4) if values else 0.0,
         "num_tokens": tf.num_tokens,
         "tokens_per_s": round(tf.tokens_per_s, 3),
-        "bitrate_bps": round(rate, 3),
-        "payload_kbps": round(rate / 1000, 4),
-        "saving_vs_packed": round(1 - payload / plain, 4) if plain else 0.0,
-        "total_bitrate_bps": round(rate + (side_bits / duration if duration else 0.0), 3),
-        "file_bitrate_bps": round(total * 8 / duration, 3) if duration else 0.0,
-        "payload_bytes": payload,
+        "tokens_bps": bps(content),
+        "pitch_bps": bps(sizes.get("pitch", 0)),
+        "streams_bps": bps(streams),
+        "file_bps": bps(total),
+        "tokens_saving_vs_packed": round(1 - content / plain, 4) if plain else 0.0,
+        "content_bytes": content,
         "file_bytes": total,
         "distinct_codes_used": used,
         "codebook_usage": round(used / tf.codebook_size, 4),
         "entropy_bits_per_token": round(_entropy(tf.tokens), 4),
     }
+
+
+def rate_line(desc: dict) -> str:
+    """The one way the commands print a file's bitrate (see `describe`)."""
+    coded = " entropy-coded" if desc["content_coding"].startswith("entropy") else ""
+    return f"tokens {desc['tokens_bps']:.0f} bit/s{coded}, whole file {desc['file_bps']:.0f} bit/s"
 
 
 def _entropy(tokens: np.ndarray) -> float:
@@ -560,5 +822,6 @@ def _entropy(tokens: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0
 
 
-__all__ = ["TokenFile", "to_bytes", "from_bytes", "write", "read", "describe", "bits_per_token",
-           "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION", "READABLE_VERSIONS", "SUFFIX"]
+__all__ = ["TokenFile", "StreamCoder", "to_bytes", "from_bytes", "write", "read", "describe", "rate_line",
+           "bits_per_token", "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION",
+           "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH", "MAX_CHUNK", "decode_steps", "entropy_layout_problem"]

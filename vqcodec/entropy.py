@@ -1,8 +1,18 @@
 """Entropy coding of token streams: the prior's next-token distributions drive a range coder.
 
-The prior (a WaveNet over tokens) predicts each token from the ones before it at ~4 bits of
-cross-entropy against the 9 bits a plain `.vqc` payload spends, so coding the tokens with its
-probabilities shrinks the payload ~2x with no change to the tokens (hence none to the audio).
+The prior (a WaveNet over tokens) predicts each token from the ones before it; coding the tokens
+with its probabilities shrinks the content stream of a `.vqc` with no change to the tokens (hence
+none to the audio): on the real English evaluation files, 6.0 bits/token against the 9 a bit-packed
+stream spends (3.8 on held-out utterances of the prior's training voices; docs/benchmarks.md).
+
+The file format (codes.py) takes an `EntropyCoder` given to it and this module takes a loaded prior
+(`EntropyCoder.from_prior`): neither loads models; `api.coder_for_priors` finds a file's prior by id.
+
+Bounded decoding: the format caps the tokens a payload may hold and the prior steps its chunking
+may take (`codes.entropy_layout_problem`); `decode` allocates nothing for the count it is told, and
+since P bytes cannot hold tokens whose probabilities multiply to less than 2**-(8P) (give or take the
+coder's state, `SLACK_BITS`), it stops as soon as the tokens decoded so far carry more information
+than that: a garbage payload is refused after about as many tokens as its bits could hold.
 
 Coder: `constriction`'s range coder (`constriction.stream.queue`, PyPI). It is maintained, ships
 wheels, takes a *batch* of categorical distributions per call (so one Python call codes one step of
@@ -48,6 +58,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .codes import entropy_layout_problem
 from .errors import FormatError, MissingToolError
 
 TOTAL = 1 << 20     # every frequency table sums to this
@@ -57,6 +68,10 @@ TOTAL = 1 << 20     # every frequency table sums to this
 CHUNK = 128
 BATCH = 64          # chunks stepped together; bounds memory (state ~0.25 MB per chunk for the v1 prior)
 MAX_CLASSES = TOTAL >> 4  # K at most TOTAL/16: the "every symbol >= 1" floor then costs < 1/16 of the mass
+# Bits a range-coded payload may fall short of the information its symbols carry: the decoder's
+# 64-bit state plus a word. constriction re-quantizes each table to 2**24, which can make a
+# symbol dearer by at most K / 2**24 / ln 2 bits: allowed for separately (in `decode`).
+SLACK_BITS = 96
 
 
 @contextlib.contextmanager
@@ -87,11 +102,6 @@ def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     freq = np.floor(p * (TOTAL - K)).astype(np.int64) + 1
     freq[np.arange(B), top] += TOTAL - freq.sum(axis=1)
     return freq
-
-
-def min_bits_per_token(codebook_size: int) -> float:
-    """The fewest bits a token can cost: the largest frequency is TOTAL - (K - 1)."""
-    return -math.log2((TOTAL - codebook_size + 1) / TOTAL)
 
 
 def prior_id(model: torch.nn.Module, config: dict | None = None) -> str:
@@ -137,8 +147,9 @@ class EntropyCoder:
                  chunk: int = CHUNK, batch: int = BATCH):
         if not (isinstance(prior_id, str) and len(prior_id) == 16 and _is_hex(prior_id)):
             raise ValueError(f"prior id must be 16 hex characters, got {prior_id!r}")
-        if not (1 <= chunk < 2 ** 16 and 1 <= batch < 2 ** 16):
-            raise ValueError(f"chunk and batch must lie in [1, 65535], got {chunk}, {batch}")
+        problem = entropy_layout_problem(0, chunk, batch)  # the ranges the file format allows
+        if problem:
+            raise ValueError(problem)
         self.net = net
         self.prior_id = prior_id.lower()
         self.tokenizer_id = tokenizer_id.lower() if tokenizer_id else None
@@ -196,7 +207,13 @@ class EntropyCoder:
     def decode(self, payload: bytes, tf, num_tokens: int, chunk: int, batch: int,
                source: str = "token file") -> np.ndarray:
         """Tokens (int64) from an entropy-coded payload. `tf` carries the header fields (its
-        tokens are ignored); chunk and batch are the file's. Raises FormatError only."""
+        tokens are ignored); chunk and batch are the file's (codes.py has checked them and the
+        count against the payload's size). Raises FormatError only.
+
+        Bounded by the payload, not by the count a header claims: nothing is allocated ahead for
+        the claimed count, and decoding stops once the tokens decoded so far carry more
+        information (-log2 of their table probabilities) than the payload has bits: a range coder
+        cannot store more. A garbage payload costs at most what a genuine file of its size does."""
         self.check(tf, source)
         if len(payload) % 4:
             raise FormatError(f"{source}: corrupt payload (entropy-coded length {len(payload)} "
@@ -207,7 +224,9 @@ class EntropyCoder:
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         decoder = c.stream.queue.RangeDecoder(words)
         family = c.stream.model.Categorical(perfect=False)
-        out = np.zeros(num_tokens, dtype=np.int64)
+        out = [np.zeros(0, dtype=np.int64)]  # grown round by round: never sized by the claimed count
+        budget = 8 * len(payload) + SLACK_BITS
+        spent = [0.0, 0]  # bits of information decoded, tokens decoded
 
         def code(freq, active, t, rows):
             try:
@@ -216,7 +235,15 @@ class EntropyCoder:
                 raise FormatError(f"{source}: corrupt entropy-coded payload ({e})") from None
             if symbols.shape != (active,) or symbols.min() < 0 or symbols.max() >= self.num_classes:
                 raise FormatError(f"{source}: corrupt entropy-coded payload")
-            out[rows[:active] + t] = symbols
+            spent[0] += float(np.sum(_LOG2_TOTAL - np.log2(freq[np.arange(active), symbols])))
+            spent[1] += active
+            if spent[0] - spent[1] * self.num_classes / 2 ** 24 * 1.5 > budget:
+                raise FormatError(f"{source}: corrupt entropy-coded payload (its {len(payload)} bytes "
+                                  f"run out after {spent[1]} of the {num_tokens} tokens the header announces)")
+            end = min(num_tokens, int(rows[-1]) + chunk)  # this round's last token + 1
+            if len(out[0]) < end:
+                out[0] = np.concatenate([out[0], np.zeros(max(end, 2 * len(out[0])) - len(out[0]), np.int64)])
+            out[0][rows[:active] + t] = symbols
             return symbols
 
         saved = self.chunk, self.batch
@@ -227,21 +254,20 @@ class EntropyCoder:
             self.chunk, self.batch = saved
         if num_tokens and not decoder.maybe_exhausted():
             raise FormatError(f"{source}: corrupt entropy-coded payload (data left after the last token)")
-        return out
+        return out[0][:num_tokens]
 
     def _run(self, tf, n: int, code) -> None:
         """Step the prior over the chunks of an n-token stream, round by round; at each step,
         code(freq (B, K), active rows, t, chunk starts) codes the tokens at offset t of the first
         `active` chunks of the round and returns them (fed to the prior for the next step)."""
         chunk, batch = self.chunk, self.batch
-        starts = np.arange(0, n, chunk)
         cond = None if self.condition is None else self.condition(tf)
         bar = tqdm(total=n, disable=not self.progress or n < 2500, desc="entropy coding", unit="token",
                    unit_scale=True, leave=False)
         with bar, one_thread(), torch.inference_mode():
             device = next(iter(self.net.parameters())).device if hasattr(self.net, "parameters") else "cpu"
-            for r in range(0, len(starts), batch):
-                rows = starts[r:r + batch]
+            for r in range(0, n, chunk * batch):  # a round's chunk starts, made as it comes
+                rows = np.arange(r, min(n, r + chunk * batch), chunk, dtype=np.int64)
                 lengths = np.minimum(rows + chunk, n) - rows
                 B = len(rows)
                 state = self.net.init_state(B, None, _repeat(cond, B, device))
@@ -256,28 +282,7 @@ class EntropyCoder:
                 bar.update(int(lengths.sum()))
 
 
-def coder_for_priors(*names) -> Callable[[str], EntropyCoder]:
-    """For `codes.read(..., coder_for=...)`: prior id -> the EntropyCoder of whichever of the
-    named priors (shipped names like "default-prior" or checkpoint paths) has that id. Priors are
-    loaded on first use, once; a file whose prior is not among them gets a FormatError naming
-    what was tried."""
-    coders: dict[str, EntropyCoder] = {}
-    loaded: list[str] = []
-
-    def lookup(pid: str) -> EntropyCoder:
-        if pid in coders:
-            return coders[pid]
-        from .api import load_prior
-
-        for name in names[len(loaded):]:
-            coder = EntropyCoder.from_prior(load_prior(name))
-            coders[coder.prior_id] = coder
-            loaded.append(f"{name} = {coder.prior_id}")
-            if coder.prior_id == pid:
-                return coder
-        raise FormatError(f"entropy-coded with prior {pid}, which is not available (tried "
-                          f"{', '.join(loaded) or 'no prior'}; give the prior it was written with)")
-    return lookup
+_LOG2_TOTAL = math.log2(TOTAL)
 
 
 def _repeat(cond, batch: int, device):
@@ -306,5 +311,5 @@ def _is_hex(s: str) -> bool:
         return False
 
 
-__all__ = ["EntropyCoder", "coder_for_priors", "frequencies", "one_thread", "prior_id", "min_bits_per_token", "TOTAL",
+__all__ = ["EntropyCoder", "frequencies", "one_thread", "prior_id", "TOTAL",
            "CHUNK", "BATCH"]
