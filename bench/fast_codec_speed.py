@@ -11,6 +11,8 @@ Rows (60 s of noise-and-tone audio at 16 kHz, whole file in one API call, torch 
   encode            Codec.encode_utterance: level, float64 encoder in 5 s chunks, voice vector
   fast decode       Codec.decode with the fast decoder (10 s chunks + context)
   fast decode 1 thr the same on one thread
+  convert --like    Codec.convert to the voice of a 10 s reference (encode, the reference's voice
+                    vector and median F0, fast decode); x real time per second of converted audio
   wavenet decode    the baseline: the paper's WaveNet decoder on the same tokens, chunk-parallel
                     (10 s of the audio only, it is slow; its RTF is per second of audio like the rest)
 x real time = audio seconds / compute seconds. --seams: mel distance (decoded vs original) in 40 ms
@@ -79,6 +81,10 @@ def speed(codec, seconds: float, baseline: dict | None = None) -> dict:
     t_dec1, _ = timed(lambda: codec.decode_file(tf))
     torch.set_num_threads(2)
     rows = [("encode", seconds, t_enc), ("fast decode", seconds, t_dec), ("fast decode 1 thr", seconds, t_dec1)]
+    if codec.has_voice:  # convert --like: encode + the reference's voice (and median F0) + decode
+        ref = signal(10.0, seed=1)
+        t_conv, _ = timed(lambda: codec.convert(wav, 16000, like=ref, like_rate=16000))
+        rows.append(("convert --like 10 s", seconds, t_conv))
     if "wavenet" in codec.decoders:
         short = codec.encode_utterance(wav[:10 * 16000], 16000)
         t_wn, _ = timed(lambda: codec.decode_file(short, decoder="wavenet"), repeat=1)

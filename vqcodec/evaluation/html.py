@@ -314,6 +314,8 @@ def _notes_html(notes: Sequence[str]) -> str:
 EVAL_COLUMNS = [("pesq_wb", "PESQ-WB", ".2f", 1, 1.0), ("stoi", "STOI", ".3f", 1, 1.0),
                 ("mel_distance", "mel dist", ".3f", -1, 1.0),
                 ("speaker_similarity", "speaker sim", ".3f", 1, 1.0),
+                ("harmonicity", "harmonicity 1.5-4 kHz", ".2f", 1, 1.0),
+                ("harmonicity_original", "(original's)", ".2f", 0, 1.0),
                 ("bitrate_bps", "kbps", ".2f", 0, 1e-3), ("lag_ms", "lag ms", ".1f", 0, 1.0)]
 
 

@@ -204,3 +204,42 @@ def speaker_similarity(wav_a, wav_b, sr: int = 16000) -> float:
 
 __all__ = ["estimate_delay", "envelope_delay", "shift", "pesq_wb", "stoi", "mel_distance", "log_mel",
            "speaker_similarity", "speaker_embedding"]
+
+
+HARMONIC_BAND = (1500.0, 4000.0)
+HARMONIC_FRAME = 320   # 20 ms analysis frames (the pitch drifts little within one)
+HARMONIC_HOP = 160     # every 10 ms
+
+
+def harmonicity(ref, deg, sr: int = 16000, band: tuple[float, float] = HARMONIC_BAND) -> float | None:
+    """How periodic `deg` is at the original's pitch in a high band: in the frames where the
+    ORIGINAL `ref` is voiced (YIN, nn/pitch.py), the normalised autocorrelation of `deg`'s
+    1.5-4 kHz band at the original's F0 period, averaged over those frames. harmonicity(ref, ref)
+    is the original's own value; a decoder that turns the upper harmonics into noise scores far
+    below it although its energy there may be right. None when nothing is voiced."""
+    import torch
+
+    from ..nn.pitch import yin_f0
+
+    ref_a, deg_a = _equal_length(ref, deg)
+    if len(ref_a) < HARMONIC_FRAME:
+        return None
+    f0 = yin_f0(torch.from_numpy(ref_a.astype(np.float32))[None], sr, HARMONIC_HOP, 60.0, 400.0)[0].numpy()
+    spec = np.fft.rfft(deg_a.astype(np.float64))
+    freqs = np.fft.rfftfreq(len(deg_a), 1.0 / sr)
+    spec[(freqs < band[0]) | (freqs > band[1])] = 0.0
+    x = np.fft.irfft(spec, n=len(deg_a))
+    values = []
+    for i, f in enumerate(f0):
+        start = i * HARMONIC_HOP - HARMONIC_FRAME // 2
+        if f <= 0 or start < 0:
+            continue
+        period = int(round(sr / f))
+        if start + HARMONIC_FRAME + period > len(x):
+            break
+        a = x[start:start + HARMONIC_FRAME]
+        b = x[start + period:start + period + HARMONIC_FRAME]
+        energy = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        if energy > 1e-12:
+            values.append(float(np.dot(a, b) / energy))
+    return float(np.mean(values)) if values else None

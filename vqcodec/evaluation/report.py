@@ -30,8 +30,9 @@ from ..errors import MissingToolError, VqcodecError
 from ..files import atomic_path, walk
 from . import metrics
 
-METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity")
-COLUMNS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "bitrate_bps")
+METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "harmonicity")
+COLUMNS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "harmonicity", "harmonicity_original",
+           "bitrate_bps")
 
 
 def _accepts_source(fn: Callable) -> bool:
@@ -55,9 +56,10 @@ def delay_of(system) -> int:
 def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[str] | None = None,
           lag: int = 0) -> dict:
     """Remove `lag` samples of delay from `deg` (see `metrics.shift`), cut both to the reference's
-    length, then PESQ-WB, STOI, mel distance and speaker similarity (resemblyzer cosine of the output
-    to the original: does the voice come back?). A metric whose package is missing is None (and
-    noted once in `notes`)."""
+    length, then PESQ-WB, STOI, mel distance, speaker similarity (resemblyzer cosine of the output
+    to the original: does the voice come back?) and harmonicity 1.5-4 kHz (metrics.harmonicity),
+    the original's own beside it. A metric whose package is missing is None (and noted once in
+    `notes`)."""
     ref_a = np.asarray(ref, dtype=np.float32).reshape(-1)
     deg_a = metrics.shift(deg, lag, length=len(ref_a))
     out: dict = {"lag_ms": round(1000.0 * lag / sr, 2)}
@@ -70,6 +72,8 @@ def score(ref: np.ndarray, deg: np.ndarray, sr: int = SAMPLE_RATE, notes: list[s
             out[name] = None
             if notes is not None and str(e) not in notes:
                 notes.append(str(e))
+    out["harmonicity"] = _clean(metrics.harmonicity(ref_a, deg_a, sr))
+    out["harmonicity_original"] = _clean(metrics.harmonicity(ref_a, ref_a, sr))
     return out
 
 
@@ -196,7 +200,8 @@ def _fmt_csv(v) -> str:
 def format_table(report: dict) -> str:
     """One plain-text table: a row per system with mean metrics, then the notes."""
     w = max([22] + [len(n) + 2 for n in report["systems"]])
-    header = f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'spk sim':>9}{'kbps':>8}{'lag ms':>8}"
+    header = (f"{'system':<{w}}{'files':>6}{'PESQ-WB':>9}{'STOI':>8}{'mel dist':>10}{'spk sim':>9}{'harm.':>7}"
+              f"{'orig.':>7}{'kbps':>8}{'lag ms':>8}")
     lines = [f"means over {report['num_files']} file(s) "
              f"(PESQ-WB, STOI, speaker similarity to the original: higher is better; mel distance: "
              f"lower is better; lag ms: the delay removed before scoring, measured once per classical "
@@ -212,8 +217,11 @@ def format_table(report: dict) -> str:
             return format(v, fmt) if v is not None else "-"
         kbps = m["bitrate_bps"] / 1000 if m["bitrate_bps"] is not None else None
         lines.append(f"{name:<{w}}{s['num_files']:>6}{f(m['pesq_wb'], '9.2f')}{f(m['stoi'], '8.3f')}"
-                     f"{f(m['mel_distance'], '10.3f')}{f(m.get('speaker_similarity'), '9.3f')}{f(kbps, '8.2f')}"
+                     f"{f(m['mel_distance'], '10.3f')}{f(m.get('speaker_similarity'), '9.3f')}"
+                     f"{f(m.get('harmonicity'), '7.2f')}{f(m.get('harmonicity_original'), '7.2f')}{f(kbps, '8.2f')}"
                      f"{f(s.get('lag_ms'), '8.1f')}")
+    lines.append("(harm.: harmonicity 1.5-4 kHz, the normalised autocorrelation at the original's pitch period in "
+                 "its voiced frames; orig.: the original's own, on the same files)")
     for n in report["notes"]:
         lines.append(f"note: {n}")
     if report.get("failed_files"):

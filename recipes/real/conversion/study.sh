@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 20's short-run study: four variants of recipes/real/conversion/config.toml, 2000 steps each
 # (checkpoints kept every 500 steps), two at a time on one thread each. Then score every kept
-# checkpoint with score.sh. Runs from the repository root:
+# checkpoint with score.py. Runs from the repository root:
 #   bash recipes/real/conversion/study.sh            # all four
 #   bash recipes/real/conversion/study.sh none perturb   # some
 set -euo pipefail
@@ -10,12 +10,14 @@ bash recipes/real/corpora.sh
 CFG=recipes/real/conversion/config.toml
 OFF="--set model.invariance.formant_shift=0 --set model.invariance.pitch_shift=0 --set model.invariance.eq_db=0"
 LEARNED="--set model.voice.input=logmel"
+NOCONS="--set model.invariance.consistency_weight=0"
 variant() {
+  echo -n "--set train.steps=2000 "
   case "$1" in
-    none)        echo "$OFF $LEARNED" ;;                                   # the low-rate design as shipped
-    perturb)     echo "$LEARNED" ;;                                        # + speaker-perturbed encoder input
-    consistency) echo "$LEARNED --set model.invariance.consistency_weight=0.5" ;;  # + invariance loss
-    dvector)     echo "" ;;                                                # + pretrained d-vector voice input
+    none)        echo "$OFF $LEARNED $NOCONS" ;;                           # the low-rate design as shipped
+    perturb)     echo "$LEARNED $NOCONS" ;;                                # + speaker-perturbed encoder input
+    consistency) echo "$LEARNED" ;;                                        # + invariance loss
+    dvector)     echo "$NOCONS" ;;                                         # perturb + pretrained d-vector voice input
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
