@@ -48,7 +48,8 @@ def score(ckpt: Path, align: bool, out_root: Path) -> str:
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     step = int(state.get("step", 0))
-    variant = ckpt.stem if ckpt.parent.name == "pretrained" else ckpt.parent.name
+    # a run's checkpoint is named by its run folder; an exported model by its file name
+    variant = ckpt.parent.name if (ckpt.parent / "log.jsonl").is_file() else ckpt.stem
     out = out_root / variant / str(step)
     ec, ph = out / "convert", out / "phonemes"
     if not (ec / "convert.json").is_file():

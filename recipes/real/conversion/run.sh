@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The conversion model end to end (vqcodec-real-convert, issue 20): the corpora -> the low-rate
+# design trained for conversion (speaker-perturbed encoder input + consistency loss + d-vector voice
+# input; recipes/real/conversion/config.toml) -> export -> conversion and codec evaluations.
+# Every step is resumable: run it again after an interruption (a lost runs/ folder restarts it;
+# the exported weights in pretrained/ are what a later session continues from: see the model card).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+R=runs/conv
+
+bash recipes/real/corpora.sh
+vqcodec train vqvae recipes/real/conversion/config.toml --resume         # 14000 steps, ~65 min, one thread
+vqcodec train export $R/ship/checkpoint.pt $R/vqcodec-real-convert.pt
+
+M="-m $R/vqcodec-real-convert.pt"
+python recipes/real/conversion/score.py $R/vqcodec-real-convert.pt --align          # the study's row
+vqcodec eval-convert data/synth/eval_us3 --like-refs data/convert_refs --limit 10 $M -o reports/convert/convert_like
+vqcodec eval data/real_eval/eval_en $M --limit 40 --baselines codec2-1200 -o reports/convert/eval_en
+echo "to ship: cp $R/vqcodec-real-convert.pt pretrained/"
