@@ -281,3 +281,37 @@ def test_corpus_synth_parallel_reads_the_same_sentences(tmp_path):
     assert names["us1"] == names["us2"] == ["p00000.wav", "p00001.wav"]
     for n in ("p00000", "p00001"):
         assert (tmp_path / "par" / "us1" / f"{n}.txt").read_text() == (tmp_path / "par" / "us2" / f"{n}.txt").read_text()
+
+
+def test_pseudo_speakers_are_warped_copies_with_their_own_labels(tmp_path):
+    from vqcodec.tasks import add_pseudo_speakers
+
+    its = items()
+    out, names, warps = add_pseudo_speakers(its, list(SPEAKERS), [0.8, 1.25], 1)
+    assert names == SPEAKERS + ["us1@0.8", "us2@0.8", "us1@1.25", "us2@1.25"]
+    assert len(out) == len(its) + 4 and list(warps[:len(its)]) == [1.0] * len(its)
+    assert sorted(warps[len(its):]) == [0.8, 0.8, 1.25, 1.25]
+    assert all(out[len(its) + k][0] is its[[0, 1, 0, 1][k]][0] for k in range(4))  # first utterance of each
+    cfg = perturbed_config(consistency=0.0)
+    cfg.data.pseudo_speakers, cfg.data.pseudo_utterances = [0.8], 1
+    task = VQVAETask(cfg, its, None, SPEAKERS)
+    assert task.speakers == SPEAKERS + ["us1@0.8", "us2@0.8"] and task.num_real_speakers == 2
+    seen_pseudo = False
+    for step in range(6):
+        wav, spk, ref = task.train_batch(step, 0, 1)
+        rng = np.random.default_rng([cfg.train.seed, step, 0])
+        from vqcodec.tasks import random_crops
+
+        crops, labels, picks = random_crops(task.train_items, rng, cfg.train.batch_size, task.window,
+                                            return_picks=True)
+        plain = torch.from_numpy(crops.astype(np.float32) / 32767.0 if crops.dtype == np.int16 else crops)
+        plain = plain * torch.from_numpy(task._gains["train"][picks]).float()[:, None]
+        for b, label in enumerate(labels):
+            if label >= 2:  # a pseudo-speaker's crop is the warped crop of its real utterance
+                seen_pseudo = True
+                assert (wav[b] - plain[b]).abs().max() > 1e-3
+            else:
+                torch.testing.assert_close(wav[b], plain[b])
+    assert seen_pseudo
+    with pytest.raises(Exception, match="warp factors"):
+        add_pseudo_speakers(its, list(SPEAKERS), [1.0], 1)

@@ -164,6 +164,10 @@ class DataConfig:
     cache_dir: str = ""          # preprocessed arrays; "" = <out_dir>/cache
     max_utterances: int = 0      # 0 = all
     seed: int = 0
+    pseudo_speakers: list = field(default_factory=list)  # VQ-VAE training: warp factors, e.g. [0.85, 1.18]:
+                                 # each training speaker also appears once per factor as a new speaker whose
+                                 # audio (target, encoder input and reference) is frequency-warped by it
+    pseudo_utterances: int = 20  # utterances per speaker that make each pseudo-speaker
 
 
 @dataclass

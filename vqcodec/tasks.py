@@ -79,7 +79,13 @@ class VQVAETask(_CropTask):
     kind = "vqvae"
 
     def __init__(self, cfg: Config, train_items, valid_items, speakers: list[str]):
+        self.num_real_speakers = len(speakers)
+        warps = np.ones(len(train_items))
+        if cfg.data.pseudo_speakers:
+            train_items, speakers, warps = add_pseudo_speakers(list(train_items), list(speakers),
+                                                               cfg.data.pseudo_speakers, cfg.data.pseudo_utterances)
         super().__init__(cfg, train_items, valid_items, speakers)
+        self._warps = {"train": warps, "valid": np.ones(len(self.valid_items))}
         hop = cfg.model.hop
         self.window = max(hop, int(cfg.data.window_seconds * cfg.model.sample_rate) // hop * hop)
         self.voice_window = int(cfg.data.voice_seconds * cfg.model.sample_rate)
@@ -98,7 +104,8 @@ class VQVAETask(_CropTask):
         rng = np.random.default_rng([self.cfg.train.seed, step, rank])
         crops, spk, picks = random_crops(items, rng, self.cfg.train.batch_size, self.window, return_picks=True)
         gains = self._gains[name]
-        wav = self._to_tensor(crops) * torch.from_numpy(gains[picks]).float()[:, None]
+        wav = self._warped(self._to_tensor(crops) * torch.from_numpy(gains[picks]).float()[:, None],
+                           self._warps[name][picks])
         if not self.cfg.model.voice.dim:
             return wav, torch.from_numpy(spk)
         takes_dvector = self.cfg.model.voice.input == "dvector"
@@ -115,9 +122,23 @@ class VQVAETask(_CropTask):
             start = int(rng.integers(0, max(1, len(seq) - self.voice_window + 1)))
             crop = self._to_tensor(np.asarray(seq[start:start + self.voice_window])[None]).numpy()[0]
             refs[b] = np.resize(crop, self.voice_window) * gains[j]  # short clips repeat
+        if not takes_dvector:
+            refs = self._warped(torch.from_numpy(refs), self._warps[name][others_picked]).numpy()
         if takes_dvector:  # the other utterance's precomputed d-vector (nn/dvector.py)
             return wav, torch.from_numpy(spk), torch.from_numpy(self.dvectors(name)[others_picked])
         return wav, torch.from_numpy(spk), torch.from_numpy(refs)
+
+    @staticmethod
+    def _warped(wav: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
+        """Rows of wav (B, T) of pseudo-speakers (factor != 1) frequency-warped by their factor."""
+        sel = np.flatnonzero(factors != 1.0)
+        if not len(sel):
+            return wav
+        from .nn.perturb import frequency_warp
+
+        wav = wav.clone()
+        wav[sel] = frequency_warp(wav[sel], torch.from_numpy(factors[sel]).float())
+        return wav
 
     DVECTOR_SECONDS = 10.0
 
@@ -137,7 +158,8 @@ class VQVAETask(_CropTask):
             items = self.train_items if name == "train" else self.valid_items
             n = int(self.DVECTOR_SECONDS * self.cfg.model.sample_rate)
             key = hashlib.sha256(np.array([min(len(a), n) for a, _ in items], dtype=np.int64).tobytes()
-                                 + repr(sorted(self._by_speaker[name].items())).encode()).hexdigest()[:16]
+                                 + repr(sorted(self._by_speaker[name].items())).encode()
+                                 + self._warps[name].tobytes()).hexdigest()[:16]
             cache = Path(self.cfg.data.cache_dir or Path(self.cfg.train.out_dir) / "cache") / f"dvectors-{key}.npy"
             if cache.is_file():
                 self._dvectors[name] = np.load(cache)
@@ -147,7 +169,7 @@ class VQVAETask(_CropTask):
                 out = np.zeros((len(items), 256), dtype=np.float32)
                 with torch.no_grad():
                     for i, (seq, _) in enumerate(bar(items, desc=f"d-vectors ({name})", unit="utt")):
-                        wav = self._to_tensor(np.asarray(seq[:n])[None])
+                        wav = self._warped(self._to_tensor(np.asarray(seq[:n])[None]), self._warps[name][i:i + 1])
                         if wav.shape[1] < 400:
                             wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[1]))
                         out[i] = embedder(wav)[0].numpy()
@@ -199,6 +221,8 @@ class VQVAETask(_CropTask):
         n = 5 * self.cfg.model.sample_rate
         voices, medians = {}, {}
         for label, idx in sorted(self._by_speaker["train"].items()):
+            if label >= self.num_real_speakers:  # a pseudo-speaker (data.pseudo_speakers): no named voice
+                continue
             vecs, f0s = [], []
             for i in idx[:3]:
                 wav = self._to_tensor(np.asarray(self.train_items[i][0][:n])[None]) * float(self._gains["train"][i])
@@ -261,6 +285,31 @@ class VQVAETask(_CropTask):
                     pass
         model.train(was_training)
         return {f"q_{k}": float(np.mean(v)) for k, v in scores.items() if v}
+
+
+def add_pseudo_speakers(items: list, speakers: list[str], factors, per_speaker: int):
+    """Each speaker also as one new speaker per warp factor (named SPEAKER@FACTOR), made of its
+    first `per_speaker` utterances frequency-warped by that factor (pitch and formants together, as a
+    longer or shorter vocal tract and another pitch would): more voices for the voice path to learn
+    the voice -> timbre mapping from. Returns (items, speakers, warps): the real items first, then
+    the pseudo-speakers' (the same arrays), and each item's factor (1.0 for real ones)."""
+    by: dict[int, list[int]] = {}
+    for i, (_, label) in enumerate(items):
+        by.setdefault(label, []).append(i)
+    warps = [1.0] * len(items)
+    names = list(speakers)
+    out = list(items)
+    for factor in factors:
+        factor = float(factor)
+        if factor <= 0 or factor == 1.0:
+            raise VqcodecError(f"data.pseudo_speakers: warp factors must be positive and not 1, not {factor}")
+        for label in sorted(by):
+            new = len(names)
+            names.append(f"{speakers[label]}@{factor:g}")
+            for i in by[label][:per_speaker]:
+                out.append((items[i][0], new))
+                warps.append(factor)
+    return out, names, np.array(warps)
 
 
 class PriorTask(_CropTask):

@@ -4,6 +4,7 @@
 # checkpoint with score.py. Runs from the repository root:
 #   bash recipes/real/conversion/study.sh            # all four
 #   bash recipes/real/conversion/study.sh none perturb   # some
+#   bash recipes/real/conversion/study.sh pseudo         # the fifth: more voices (pseudo-speakers)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 bash recipes/real/corpora.sh
@@ -18,6 +19,7 @@ variant() {
     perturb)     echo "$LEARNED $NOCONS" ;;                                # + speaker-perturbed encoder input
     consistency) echo "$LEARNED" ;;                                        # + invariance loss
     dvector)     echo "$NOCONS" ;;                                         # perturb + pretrained d-vector voice input
+    pseudo)      echo "$NOCONS --set data.pseudo_speakers=[0.85,1.18]" ;;  # dvector + 254 pseudo-speakers
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
