@@ -442,6 +442,17 @@ def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: Conve
                        ("same phone per 10 ms frame", "phone_frame_agreement")):
         if key in intel:
             rows.append([html.escape(label), _fmt(intel[key], ".0%")])
+    # the checks that use no speaker encoder (evaluation/conversion.py), where the report has them
+    for label, value, spec in (
+            ("parallel data: closer to the target's own reading (DTW MCD)", report.get("parallel_win_rate"), ".0%"),
+            ("MCD to the target's reading, dB", mean.get("mcd_target"), ".2f"),
+            ("MCD to the source, dB", mean.get("mcd_source"), ".2f"),
+            ("MFCC speaker classifier names the target", report.get("classifier_target_rate"), ".0%"),
+            ("MFCC speaker classifier names the source", report.get("classifier_source_rate"), ".0%"),
+            ("swap sensitivity (output change / reconstruction error)", mean.get("swap_sensitivity"), ".2f"),
+            ("median F0 within 1 semitone of the target's", report.get("f0_within_1_semitone"), ".0%")):
+        if value is not None:
+            rows.append([html.escape(label), _fmt(value, spec)])
     summary = (f"<h2>Means over {report['num_files']} file(s)</h2>\n"
                + _summary_table(["speaker similarity (" + report.get("metric", "cosine") + ")", "mean"], rows)
                + "\n<p class='meta'>Conversion works when converted speech is closer to the target than "
@@ -451,7 +462,7 @@ def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: Conve
             if report.get("mode") == "like" else f"{report['num_files']} file(s)")
     intro = (f"<p class='meta'>{html.escape(source)}{' · ' if source else ''}{what} "
              f"converted to {html.escape(target)}; players and spectrograms for the first {n_listen}.</p>")
-    cols = ["sim target", "sim source"]
+    cols = ["sim target", "sim source", "MCD tgt", "MCD src", "classifier"]
     blocks = []
     for row, (wav, out) in zip(report["per_file"][:n_listen], recorder.pairs):
         voice = row.get("target", target)
@@ -461,7 +472,9 @@ def write_convert_page(out_dir: str | os.PathLike, report: dict, recorder: Conve
                  Clip(f"reference voice ({voice})", ref, share=f"reference {voice}"),
                  Clip(f"converted to {voice}", out,
                       {"sim target": _fmt(row.get("sim_target"), ".3f"),
-                       "sim source": _fmt(row.get("sim_source"), ".3f")},
+                       "sim source": _fmt(row.get("sim_source"), ".3f"),
+                       "MCD tgt": _fmt(row.get("mcd_target"), ".2f"), "MCD src": _fmt(row.get("mcd_source"), ".2f"),
+                       "classifier": str(row.get("classifier_voice") or "–")},
                       view=metrics.shift(out, 0, length=len(wav)))]
         name = f"{row.get('source_speaker')}/{Path(row['file']).name}"
         blocks.append(Block(f"{name} -> {voice}" if "target" in row else name, cols, clips))
