@@ -48,11 +48,12 @@ class Codec:
     # ------------------------------------------------------------------ facts
     @property
     def sample_rate(self) -> int:
-        return self.config.model.sample_rate
+        return self.tokenizer.sample_rate
 
     @property
     def hop(self) -> int:
-        return self.model.hop
+        """Audio samples per token."""
+        return self.tokenizer.hop
 
     @property
     def codebook_size(self) -> int:
@@ -69,7 +70,7 @@ class Codec:
 
     @property
     def device(self) -> torch.device:
-        return self.model.quantizer.codebook.device
+        return self.tokenizer.device
 
     @property
     def has_voice(self) -> bool:
