@@ -517,24 +517,26 @@ def _model_lookup(model_name: str | None, speaker: str | None):
     from ..pretrained import shipped_models
 
     models = ModelsById(*([model_name] if model_name else []), *(n for n in shipped_models() if n != model_name))
-    given = models.first() if model_name else None  # loaded now: a bad -m fails before any file
     checked = set()
 
-    def model_for(model_id: str):
-        if given is None:
-            codec = models(model_id)
-        elif model_id != given.model_id:
-            other = models.find(model_id)
-            hint = (f"the shipped model {models.name_of[model_id]}: use -m {models.name_of[model_id]} or leave -m out"
-                    if other is not None else "decode it with the model that encoded it")
-            raise VqcodecError(f"made by model {model_id} ({hint}), but the model given "
-                               f"(-m {model_name}) is {given.model_id}")
-        else:
-            codec = given
+    def with_speaker(codec):
         if speaker is not None and codec.model_id not in checked:
             codec.speaker_index(speaker)
             checked.add(codec.model_id)
         return codec
+
+    given = with_speaker(models.first()) if model_name else None  # a bad -m or --speaker fails before any file
+
+    def model_for(model_id: str):
+        if given is None:
+            return with_speaker(models(model_id))
+        if model_id != given.model_id:
+            name = models.name_of[model_id] if models.find(model_id) is not None else None
+            hint = (f"the shipped model {name}: use -m {name} or leave -m out" if name
+                    else "decode it with the model that encoded it")
+            raise VqcodecError(f"made by model {model_id} ({hint}), but the model given "
+                               f"(-m {model_name}) is {given.model_id}")
+        return given
 
     model_for.name_of = models.name_of
     return model_for
