@@ -39,11 +39,11 @@ class Codec:
         self.source = source
         self.tokenizer = Tokenizer(self.model, config)
         self.model_id = self.tokenizer.model_id
-        self.named = NamedVoices(self.model, config, speakers, voices, f0_medians)
-        self.voices = self.named.vectors         # {name: uint8 voice vector} (v2)
-        self.speakers = self.named.speakers      # named voices: the v2 table, or the v1 speaker table
-        self.f0_medians = self.named.f0_medians  # {name: median F0 in Hz} (models with a pitch stream)
-        self._decoders = decoders_of(self.model, config, self.named)
+        self.named_voices = NamedVoices(self.model, config, speakers, voices, f0_medians)
+        self.voices = self.named_voices.vectors  # {name: uint8 voice vector} (v2)
+        self.speakers = self.named_voices.speakers  # named voices: the v2 table, or the v1 speaker table
+        self.f0_medians = self.named_voices.f0_medians  # {name: median F0 in Hz} (models with a pitch stream)
+        self._decoders = decoders_of(self.model, config, self.named_voices)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -96,7 +96,7 @@ class Codec:
         return self._decoders[name]
 
     def speaker_index(self, speaker: str | None) -> int:
-        return self.named.index(speaker)
+        return self.named_voices.index(speaker)
 
     # ------------------------------------------------------------------ encode (the tokenizer)
     def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
