@@ -234,3 +234,16 @@ def test_eval_reports_the_bits_a_vqc_stores(v2, v1):
         tf = codec.encode_utterance(wav, SR)
         assert bps == codes.describe(tf)["streams_bps"]
         assert bps > codec.bitrate  # the padded last byte and token, and the voice vector and gain
+
+
+def test_models_by_id_loads_in_order_on_need_and_passes_over_missing_ones(shipped, tmp_path):
+    from vqcodec.api import ModelsById
+
+    _, mine = shipped
+    models = ModelsById(str(tmp_path / "gone.pt"), mine)
+    mine_id = load_model(mine).model_id
+    assert models(mine_id).model_id == mine_id and models.name_of == {mine_id: mine}
+    assert models.find("0123456789abcdef") is None
+    with pytest.raises(VqcodecError, match=r"made by model 0123456789abcdef, which is none of the models tried "
+                                           r"\(.*gone.pt \(not loaded: .*no such model.*\), .*mine.pt = "):
+        models("0123456789ABCDEF")
