@@ -312,7 +312,7 @@ def mem_child(args):
 
         n = sf.info(args.wav).frames
         tokens = np.random.default_rng(0).integers(0, codec.codebook_size, -(-n // codec.hop))
-        wav = codec.decode(tokens, num_samples=n)
+        wav = codec.decode(tokens, codec.speakers[0], num_samples=n)
         audio.save(Path(args.wav).with_suffix(".out.wav"), wav, SR)
         what = (f"decode 1 h of tokens to a wav file (generation loop stubbed after 256 steps per "
                 f"round, see bench source): {time.perf_counter() - t0:.0f} s")

@@ -123,15 +123,16 @@ def seams(codec, folder: str, limit_s: float = 120.0) -> None:
     from vqcodec.nn.voice import from_bytes
 
     tokens = torch.as_tensor(tf.tokens)
-    pitch = codec._pitch_features(tokens, tf.pitch, None, tf.f0_median) if tf.pitch_levels else None
-    one_pass = codec._decode_fast(tokens, from_bytes(tf.voice), chunk_tokens=10 ** 9, pitch_features=pitch)
+    fast = codec.decoder("fast")
+    pitch = fast.pitch_input(tokens, tf.pitch, None, tf.f0_median) if tf.pitch_levels else None
+    one_pass = fast.decode_chunks(tokens, from_bytes(tf.voice), chunk_tokens=10 ** 9, pitch_features=pitch)
     one_pass = one_pass[:tf.num_samples] * np.float32(tf.gain)
     max_diff = float(np.abs(out - one_pass).max())
     a, b = log_mel(wav), log_mel(out)  # (frames, mels) at eval's hop
     n = min(len(a), len(b))
     frame_s = len(wav) / 16000 / max(len(a), 1)
     dist = np.abs(a[:n] - b[:n]).mean(axis=1)
-    from vqcodec.api import FAST_CHUNK_TOKENS
+    from vqcodec.decoders import FAST_CHUNK_TOKENS
 
     chunk_s = FAST_CHUNK_TOKENS * codec.hop / codec.sample_rate  # 10 s at hop 64, 40 s at hop 256
     seam_s = np.arange(chunk_s, total, chunk_s)

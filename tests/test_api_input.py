@@ -97,6 +97,6 @@ def test_voice_entry_points_follow_the_same_rules():
     with pytest.raises(AudioError, match="channels-first"):
         v2.voice_of(stereo_first, 16000)
     with pytest.raises(AudioError, match="channels-first"):
-        v2.convert(ref[:16000], 16000, like=stereo_first)
+        v2.convert(ref[:16000], 16000, like=stereo_first, like_rate=16000)
     with pytest.raises(AudioError, match="sample rate"):
         v2.convert(ref[:16000], 16000, like=ref, like_rate=0)

@@ -165,7 +165,7 @@ def test_real_tokens_with_the_shipped_prior_are_smaller_and_exact():
 
     root = Path(__file__).resolve().parent.parent
     codec = load_model("default")
-    tokens, n = codec._encode_file(root / "pretrained" / "examples" / "example.wav")
+    tokens = codec.encode_file(root / "pretrained" / "examples" / "example.wav")
     tokens = tokens[:600]  # 2.4 s keeps the test quick
     tf = TokenFile(tokens, codec.sample_rate, len(tokens) * codec.hop, codec.hop, codec.codebook_size,
                    codec.model_id, speaker="us1")

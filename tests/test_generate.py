@@ -77,7 +77,7 @@ def test_codec_decode_trims_to_num_samples(model):
     tokens = np.random.default_rng(2).integers(0, 16, 30)
     wav = codec.decode(tokens, "b", num_samples=30 * 64 - 10, max_batch=4)
     assert len(wav) == 30 * 64 - 10 and wav.dtype == np.float32
-    two = codec.decode_many([tokens, tokens[:5]], ["a", None], num_samples=[None, 300], max_batch=4)
+    two = codec.decode_many([tokens, tokens[:5]], ["a", "b"], num_samples=[None, 300], max_batch=4)
     assert [len(w) for w in two] == [30 * 64, 300]
 
 

@@ -172,8 +172,8 @@ def test_chunked_and_file_encoding_give_the_same_pitch_stream(codec, tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, wav, SR, subtype="FLOAT")
     assert codec.encode_file_utterance(path, chunk_seconds=0.5) == whole
-    f0_blocks = codec._f0(lambda lo, hi: wav[lo:hi] * np.float32(codec.gain_of(wav)), len(wav), block_seconds=0.3)
-    f0_whole = codec._f0(lambda lo, hi: wav[lo:hi] * np.float32(codec.gain_of(wav)), len(wav))
+    f0_blocks = codec.tokenizer._f0(lambda lo, hi: wav[lo:hi] * np.float32(codec.gain_of(wav)), len(wav), block_seconds=0.3)
+    f0_whole = codec.tokenizer._f0(lambda lo, hi: wav[lo:hi] * np.float32(codec.gain_of(wav)), len(wav))
     assert np.array_equal(f0_blocks, f0_whole)
 
 
@@ -203,17 +203,17 @@ def test_decode_needs_and_uses_the_pitch_stream(codec):
 
 def test_chunked_fast_decode_with_pitch_matches_whole(codec):
     tf = codec.encode_utterance(speechlike(2.0, 170, 4), SR)
-    feats = codec._pitch_features(torch.as_tensor(tf.tokens), tf.pitch, None, tf.f0_median)
+    feats = codec.decoder("fast").pitch_input(torch.as_tensor(tf.tokens), tf.pitch, None, tf.f0_median)
     from vqcodec.nn import voice as voice_codec
     v = voice_codec.from_bytes(tf.voice)
-    whole = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=10 ** 6)
-    chunked = codec._decode_fast(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=97)
+    whole = codec.decoder("fast").decode_chunks(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=10 ** 6)
+    chunked = codec.decoder("fast").decode_chunks(torch.as_tensor(tf.tokens), v, pitch_features=feats, chunk_tokens=97)
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
 
 
 def test_convert_like_takes_the_references_median_f0(codec):
     src, ref = speechlike(1.0, 120, 6), speechlike(2.0, 260, 7)
-    out = codec.convert(src, SR, like=ref)
+    out = codec.convert(src, SR, like=ref, like_rate=SR)
     tf = codec.encode_utterance(src, SR)
     expected = codec.decode(tf.tokens, voice=codec.voice_of(ref, SR), gain=tf.gain, num_samples=tf.num_samples,
                             pitch=tf.pitch, f0_median=codec.median_f0_of(ref, SR))

@@ -13,7 +13,8 @@ from vqcodec.cli import cli
 from vqcodec.config import FastDecoderConfig, VoiceConfig
 from vqcodec.models.vqvae import VQVAE
 from vqcodec.nn import voice as voice_codec
-from vqcodec.tasks import VQVAETask, level_gain
+from vqcodec.tasks import VQVAETask
+from vqcodec.tokenizer import level_gain
 
 SPEAKERS = ["us1", "us2"]
 
@@ -140,8 +141,8 @@ def test_chunked_encode_equals_whole(codec):
 def test_chunked_fast_decode_matches_whole(codec):
     tokens = torch.as_tensor(codec.encode(varied(4.0, 6), 16000))
     voice = voice_codec.from_bytes(np.array([1, 2, 3, 4], np.uint8))
-    whole = codec._decode_fast(tokens, voice, chunk_tokens=10 ** 6)
-    chunked = codec._decode_fast(tokens, voice, chunk_tokens=97)
+    whole = codec.decoder("fast").decode_chunks(tokens, voice, chunk_tokens=10 ** 6)
+    chunked = codec.decoder("fast").decode_chunks(tokens, voice, chunk_tokens=97)
     np.testing.assert_allclose(chunked, whole, atol=1e-5 * max(1.0, float(np.abs(whole).max())))
 
 
@@ -157,15 +158,15 @@ def test_wavenet_decoder_on_the_same_tokens(codec):
 
 def test_convert_like_reference(codec):
     src, ref = varied(1.0, 8), varied(3.0, 9)
-    out = codec.convert(src, 16000, like=ref)
+    out = codec.convert(src, 16000, like=ref, like_rate=16000)
     assert out.shape == (16000,)
-    np.testing.assert_array_equal(out, codec.convert(src, 16000, like=ref))
+    np.testing.assert_array_equal(out, codec.convert(src, 16000, like=ref, like_rate=16000))
     own = codec.decode_file(codec.encode_utterance(src, 16000))
     assert np.abs(out - own).max() > 1e-5  # another voice
     with pytest.raises(Exception, match="too short"):
-        codec.convert(src, 16000, like=ref[:4000])
+        codec.convert(src, 16000, like=ref[:4000], like_rate=16000)
     with pytest.raises(Exception, match="silent"):
-        codec.convert(src, 16000, like=np.zeros(32000, np.float32))
+        codec.convert(src, 16000, like=np.zeros(32000, np.float32), like_rate=16000)
     with pytest.raises(Exception, match="exactly one"):
         codec.convert(src, 16000)
 

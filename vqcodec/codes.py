@@ -561,13 +561,7 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
         raise FormatError(f"{source}: expected bytes, got {type(data).__name__}")
     data = bytes(data)
     n = len(data)
-    version, head, streams = _parse(data, source)
-    crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
-    crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
-    if crc != crc_stored:
-        raise FormatError(f"{source}: CRC mismatch (file is corrupt: stored {crc_stored:08x}, "
-                          f"computed {crc:08x})")
-    s = _check_streams(head, streams, source)
+    version, head, s = _checked(data, source)
     content = s[CONTENT]
     try:
         speaker = head["speaker"].decode("utf-8")
@@ -594,6 +588,19 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
     tokens = _values(content, coder_for, tf, source)
     tf.tokens = tokens if codebooks == 1 else tokens.reshape(frames, codebooks)
     return tf
+
+
+def _checked(data: bytes, source: str) -> tuple[int, dict, dict[int, _Stream]]:
+    """(version, header fields, streams by type) of a file whose structure, CRC and header fields
+    are checked; no stream is decoded yet."""
+    n = len(data)
+    version, head, streams = _parse(data, source)
+    crc_stored = struct.unpack_from("<I", data, n - _CRC)[0]
+    crc = zlib.crc32(data[: n - _CRC]) & 0xFFFFFFFF
+    if crc != crc_stored:
+        raise FormatError(f"{source}: CRC mismatch (file is corrupt: stored {crc_stored:08x}, "
+                          f"computed {crc:08x})")
+    return version, head, _check_streams(head, streams, source)
 
 
 def _parse(data: bytes, source: str) -> tuple[int, dict, list[_Stream]]:
@@ -736,15 +743,24 @@ def write(path: str | os.PathLike, tf: TokenFile, force: bool = True,
 def read(path: str | os.PathLike, expect_model_id: str | None = None, coder_for: CoderFor = None) -> TokenFile:
     """Read a `.vqc` file; FormatError for a missing, unreadable or invalid file."""
     path = Path(path)
+    return from_bytes(_file_bytes(path), expect_model_id=expect_model_id, source=str(path), coder_for=coder_for)
+
+
+def _file_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise FormatError(f"{path}: no such token file") from None
     except IsADirectoryError:
         raise FormatError(f"{path}: is a directory, not a token file") from None
     except OSError as e:
         raise FormatError(f"{path}: cannot read ({e.strerror or e})") from None
-    return from_bytes(data, expect_model_id=expect_model_id, source=str(path), coder_for=coder_for)
+
+
+def read_model_id(path: str | os.PathLike) -> str:
+    """The id of the model (tokenizer) that made a `.vqc` file, from its checked header, with no
+    stream decoded (no prior needed): which model decodes it. FormatError as `read`."""
+    return _checked(_file_bytes(Path(path)), str(path))[1]["model_id"].hex()
 
 
 def describe(tf: TokenFile, data: bytes | None = None) -> dict:
@@ -822,6 +838,6 @@ def _entropy(tokens: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0
 
 
-__all__ = ["TokenFile", "StreamCoder", "to_bytes", "from_bytes", "write", "read", "describe", "rate_line",
-           "bits_per_token", "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION",
+__all__ = ["TokenFile", "StreamCoder", "to_bytes", "from_bytes", "write", "read", "read_model_id", "describe",
+           "rate_line", "bits_per_token", "pack_bits", "unpack_bits", "MAGIC", "VERSION", "PITCH_VERSION",
            "READABLE_VERSIONS", "SUFFIX", "MAX_BATCH", "MAX_CHUNK", "decode_steps", "entropy_layout_problem"]

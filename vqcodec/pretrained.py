@@ -24,6 +24,17 @@ PRIORS = {"default": "default-prior", "vqcodec-real-v2": "vqcodec-real-v2-prior"
 SHIPPED_PRIORS = ("default-prior", "vqcodec-real-lowrate-prior")
 
 
+def shipped_models() -> list[str]:
+    """One name per shipped model file (priors left out), "default" first: the models `decode`
+    tries, in this order, for a .vqc file when no model is named (each .vqc names its model's id)."""
+    names, files = [], set()
+    for name, file in NAMES.items():
+        if not name.endswith("-prior") and file not in files:
+            names.append(name)
+            files.add(file)
+    return names
+
+
 def prior_of(model_name: str) -> str:
     """The shipped prior of a shipped model name; "default-prior" for anything else (a path)."""
     return PRIORS.get(str(model_name), "default-prior")

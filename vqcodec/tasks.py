@@ -14,6 +14,7 @@ from .config import Config
 from .errors import VqcodecError
 from .models.prior import Prior
 from .models.vqvae import TRAINING_ONLY, VQVAE
+from .tokenizer import level_gain  # the codec's level step, applied to training crops too
 
 VALID_STEP = 10 ** 9  # RNG stream reserved for the fixed validation batches
 
@@ -33,15 +34,6 @@ def random_crops(items: Sequence[tuple[np.ndarray, int]], rng: np.random.Generat
         crop = np.asarray(seq[start:start + window])
         out[b, :len(crop)] = crop
     return (out, labels, picks) if return_picks else (out, labels)
-
-
-def level_gain(wav: np.ndarray, target_rms: float) -> float:
-    """The factor that brings `wav` (float, or int16 read as /32767) to `target_rms`: what the codec
-    applies before encoding and stores in the file. Near-silent input is scaled at most 1000x."""
-    x = np.asarray(wav)
-    scale = 1.0 / 32767.0 if x.dtype == np.int16 else 1.0
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) * scale if x.size else 0.0
-    return float(target_rms / max(rms, target_rms / 1000.0))
 
 
 class _CropTask:

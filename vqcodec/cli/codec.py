@@ -373,9 +373,12 @@ _DECODE_GROUP_TOKENS = 128 * 2500
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--output", "-o", help="Output .wav file (one input file) or directory (mirrors the input trees).")
-@click.option("--speaker", "-s", help="Voice to decode with (default: the source speaker if known, "
-                                      "else the model's first speaker). See `vqcodec speakers`.")
-@MODEL_OPTION
+@click.option("--speaker", "-s", help="Voice to decode with (default: the file's own voice vector; v1 models: "
+                                      "the source speaker if known, else the model's first speaker). "
+                                      "See `vqcodec speakers`.")
+@click.option("--model", "-m", "model_name", default=None,
+              help="Shipped model name or checkpoint path [default: the shipped model whose id the file "
+                   "names (a .vqc names the model that encoded it)].")
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="WaveNet decoder sampling temperature (0 = argmax).")
 @click.option("--seed", default=0, show_default=True,
@@ -395,6 +398,8 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
            prior_names, decoder):
     """Decode .vqc token files to 16 kHz wav.
 
+    Each file is decoded by the model that encoded it: the shipped model with the id the file
+    names (tried in order, each loaded only when needed), or the one given with -m.
     v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
     use the WaveNet decoder, which samples: each file is cut into segments generated side by side
     (with a short warm-up and a cross-fade at each seam), and --temperature / --seed apply.
@@ -409,6 +414,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
       vqcodec decode tokens/ --suffix .us2.wav -s us2   # next to each .vqc: x.us2.wav
       vqcodec decode tokens/ -o decoded/ --skip-existing   # resume after an interruption
       vqcodec decode talk.vqc --prior runs/x/prior/checkpoint.pt   # entropy-coded with that prior
+      vqcodec decode talk.vqc -m runs/x/vqvae/checkpoint.pt        # a file of your own model
     """
     found, failures = _expand(inputs, (codes.SUFFIX,))
     if suffix is not None and not suffix.strip(". "):
@@ -423,49 +429,48 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
     if not jobs:  # every input refused or skipped: no model loaded for nothing
         _report(failures, total)
         return
-    codec = _load(model_name)
-    if speaker is not None:
-        codec.speaker_index(speaker)
+    model_for = _model_lookup(model_name, speaker)
     coder_for = _lazy_coder_for(prior_names)
-    ready = []  # (src, dst, TokenFile), checked before any decoding
+    ready = []  # (src, dst, TokenFile, codec), checked before any decoding
     for src, dst in jobs:
         try:
             _check_output(dst, force)
+            codec = model_for(codes.read_model_id(src))  # from the header: the prior is not needed yet
             tf = codes.read(src, expect_model_id=codec.model_id, coder_for=coder_for)
             if tf.num_tokens == 0:
                 raise VqcodecError(f"{src}: holds no tokens")
-            ready.append((src, dst, tf))
+            ready.append((src, dst, tf, codec))
         except Exception as e:
             failures.append((src, _message(src, e)))
             _error(failures[-1][1])
-    groups, size = [], _DECODE_GROUP_TOKENS + 1
-    for item in ready:
-        if size + item[2].num_tokens > _DECODE_GROUP_TOKENS:
-            groups.append([])
-            size = 0
-        groups[-1].append(item)
-        size += item[2].num_tokens
+    groups = []  # files of one model, about _DECODE_GROUP_TOKENS tokens a group
+    for codec in dict.fromkeys(item[3] for item in ready):
+        size = _DECODE_GROUP_TOKENS + 1
+        for item in (item for item in ready if item[3] is codec):
+            if size + item[2].num_tokens > _DECODE_GROUP_TOKENS:
+                groups.append([])
+                size = 0
+            groups[-1].append(item)
+            size += item[2].num_tokens
     # one progress over the whole batch, in seconds of audio (each group advances it)
-    batch_s = sum(tf.num_tokens for _, _, tf in ready) * codec.hop / codec.sample_rate
+    batch_s = sum(tf.num_tokens * tf.hop / tf.sample_rate for _, _, tf, _ in ready)
     bar = progress.bar(total=batch_s, desc="decoding", unit="s audio", leave=False,
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     batch_start, written = time.perf_counter(), 0
     for group in groups:
-        if codec.has_voice:  # v2: each file's own voice vector, unless --speaker names another
-            voices = [speaker for _ in group]
-        else:
-            voices = [speaker or (tf.speaker if tf.speaker in codec.speakers else None) for _, _, tf in group]
+        codec = group[0][3]
+        voices = [speaker or _default_voice(codec, tf) for _, _, tf, _ in group]
         start = time.perf_counter()
         try:
-            wavs = codec.decode_many([tf.tokens for _, _, tf in group], voices, temperature=temperature,
-                                     seed=seed, num_samples=[tf.num_samples for _, _, tf in group],
+            wavs = codec.decode_many([tf.tokens for _, _, tf, _ in group], voices, temperature=temperature,
+                                     seed=seed, num_samples=[tf.num_samples for _, _, tf, _ in group],
                                      progress=bar, max_batch=max_batch, decoder=decoder,
-                                     voices=[tf.voice for _, _, tf in group],
-                                     gains=[tf.gain for _, _, tf in group],
-                                     pitches=[tf.pitch if tf.pitch_levels else None for _, _, tf in group],
-                                     f0_medians=[tf.f0_median for _, _, tf in group])
+                                     voices=[tf.voice for _, _, tf, _ in group],
+                                     gains=[tf.gain for _, _, tf, _ in group],
+                                     pitches=[tf.pitch if tf.pitch_levels else None for _, _, tf, _ in group],
+                                     f0_medians=[tf.f0_median for _, _, tf, _ in group])
         except Exception as e:
-            for src, _, _ in group:
+            for src, _, _, _ in group:
                 failures.append((src, _message(src, e)))
                 _error(failures[-1][1])
             continue
@@ -473,7 +478,7 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
             if group is groups[-1]:
                 bar.close()  # its last line comes before the results'
         elapsed = time.perf_counter() - start
-        for (src, dst, tf), wav, voice in zip(group, wavs, voices):
+        for (src, dst, tf, _), wav, voice in zip(group, wavs, voices):
             try:
                 audio.save(dst, wav, codec.sample_rate, force=force)
             except Exception as e:
@@ -482,13 +487,59 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
                 continue
             written += 1
             if total == 1:
-                shown = voice or ("its own voice" if codec.has_voice and tf.voice.size else codec.speakers[0])
+                shown = voice or "its own voice"
                 click.echo(f"{dst}: {len(wav) / codec.sample_rate:.2f} s as {shown}, "
-                           f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}")
+                           f"real-time factor {elapsed / max(tf.duration_s, 1e-9):.2f}"
+                           + ("" if model_name else f" (model {model_for.name_of[codec.model_id]})"))
     bar.close()
     if total > 1:
         _summary("decoded", written, total, time.perf_counter() - batch_start, batch_s)
     _report(failures, total)
+
+
+def _default_voice(codec, tf) -> str | None:
+    """The named voice a file is decoded with when --speaker is not given: none for a v2 file with
+    its own voice vector; else (v1) the file's source speaker when the model knows it; else the
+    model's first named voice."""
+    if codec.has_voice and tf.voice.size:
+        return None
+    if not codec.has_voice and tf.speaker in codec.speakers:
+        return tf.speaker
+    return codec.speakers[0] if codec.speakers else None
+
+
+def _model_lookup(model_name: str | None, speaker: str | None):
+    """decode's model for a file, given the model id the file names. Without -m: the shipped model
+    with that id (`api.ModelsById`: loaded in order, on first need). With -m: that model, and a
+    file of another model is refused, naming the shipped model that made it if one did.
+    --speaker is checked against each model as it is first used."""
+    from ..api import ModelsById
+    from ..pretrained import shipped_models
+
+    models = ModelsById(*([model_name] if model_name else []), *(n for n in shipped_models() if n != model_name))
+    checked = set()
+
+    def with_speaker(codec):
+        if speaker is not None and codec.model_id not in checked:
+            codec.speaker_index(speaker)
+            checked.add(codec.model_id)
+        return codec
+
+    given = with_speaker(models.first()) if model_name else None  # a bad -m or --speaker fails before any file
+
+    def model_for(model_id: str):
+        if given is None:
+            return with_speaker(models(model_id))
+        if model_id != given.model_id:
+            name = models.name_of[model_id] if models.find(model_id) is not None else None
+            hint = (f"the shipped model {name}: use -m {name} or leave -m out" if name
+                    else "decode it with the model that encoded it")
+            raise VqcodecError(f"made by model {model_id} ({hint}), but the model given "
+                               f"(-m {model_name}) is {given.model_id}")
+        return given
+
+    model_for.name_of = models.name_of
+    return model_for
 
 
 @cli.command()
@@ -707,10 +758,11 @@ def sample(output, seconds, speaker, prior_name, model_name, prior_temperature, 
             prompt_tokens = codec.encode(audio.load(prompt, codec.sample_rate, verbose_resample=True), codec.sample_rate)
     n = max(1, round(seconds * codec.sample_rate / codec.hop))
     tokens = prior.sample(n, speaker, temperature=prior_temperature, seed=seed, prompt=prompt_tokens, progress=True)
-    wav = codec.decode(tokens, speaker, temperature=temperature, seed=seed, progress=True,
+    named = speaker or (codec.speakers[0] if voice is None else None)  # --speaker's default: the first
+    wav = codec.decode(tokens, named, temperature=temperature, seed=seed, progress=True,
                        voice=voice, decoder=decoder)
     if voice is None and codec.has_voice:
-        voice = codec.voices[speaker or codec.speakers[0]]
+        voice = codec.voices[named]
     if tokens_out:
         codes.write(tokens_out, codes.TokenFile(tokens=tokens, sample_rate=codec.sample_rate,
                                                 num_samples=len(wav), hop=codec.hop,

@@ -73,6 +73,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     a v1 model with the file's speaker when it knows it, else with --speaker or its first speaker
     (noted). --decoder wavenet scores v2's WaveNet decoder instead of the fast one.
     A baseline whose tool is missing (apt-get install codec2 / opus-tools) is skipped with a note.
+    vqcodec's bitrate is what its .vqc streams store per second of each file (tokens, voice
+    vector, gain, pitch stream: `vqcodec info`'s streams_bps), a baseline's what its encoder wrote.
     OUT is checked before any work. As in encode / decode, a file that cannot be read is reported
     (one line) and left out, the others are scored and reported, and the command then exits 1
     listing the failed files (report.json: failed_files).

@@ -296,9 +296,12 @@ class CodecSystem:
     """Wrap a codec (vqcodec.load_model(...) or anything with encode/decode/speakers/bitrate/
     sample_rate) as an evaluation system: encode, decode with the file's own speaker when the
     model knows it (else `fallback_speaker` or the model's first speaker, noted once per unknown
-    speaker), resample to
-    the evaluation rate, report `codec.bitrate`. Declares the codec's `delay_samples` (0 when the
-    codec has none: vqcodec's decoder output is time-aligned with its input)."""
+    speaker), resample to the evaluation rate. The bitrate is vqcodec's one convention
+    (`codes.describe`): the bits its streams store per second of the file (tokens, and the voice
+    vector, gain and pitch stream a .vqc carries; the container's header left out, as the
+    baselines leave out Opus's header pages); a codec without `encode_utterance` reports its
+    `bitrate`. Declares the codec's `delay_samples` (0 when the codec has none: vqcodec's decoder
+    output is time-aligned with its input)."""
 
     def __init__(self, codec, speaker_of: dict | None = None, notes: list[str] | None = None,
                  temperature: float = 1.0, seed: int = 0, fallback_speaker: str | None = None):
@@ -328,23 +331,18 @@ class CodecSystem:
 
     def __call__(self, wav: np.ndarray, sr: int, source=None):
         from ..audio import resample
+        from ..codes import describe
 
-        if getattr(self.codec, "has_voice", False):
-            # v2: the file's own voice vector and gain travel with the tokens (as in a .vqc), unless
-            # a voice was chosen; the bitrate counts them, spread over the file
-            tf = self.codec.encode_utterance(np.asarray(wav, dtype=np.float32), sr)
-            out = self.codec.decode_file(tf, speaker=self.fallback_speaker, temperature=self.temperature,
-                                         seed=self.seed, decoder=getattr(self, "decoder", None))
-            side_bits = 8 * tf.voice.size + 32
-            if tf.pitch_levels:  # the pitch stream and its median F0
-                from ..codes import bits_per_token
-
-                side_bits += 32 + tf.pitch.size * bits_per_token(tf.pitch_levels)
-            bitrate = float(self.codec.bitrate) + side_bits / max(tf.duration_s, 1e-9)
+        wav = np.asarray(wav, dtype=np.float32)
+        opts = dict(temperature=self.temperature, seed=self.seed)
+        if hasattr(self.codec, "encode_utterance"):
+            # what a .vqc holds; v2: the file's own voice vector and gain, unless a voice was chosen
+            tf = self.codec.encode_utterance(wav, sr)
+            speaker = self.fallback_speaker if getattr(self.codec, "has_voice", False) else self.speaker_for(source)
+            out = self.codec.decode_file(tf, speaker=speaker, decoder=getattr(self, "decoder", None), **opts)
+            bitrate = describe(tf)["streams_bps"]
         else:
-            tokens = self.codec.encode(np.asarray(wav, dtype=np.float32), sr)
-            out = self.codec.decode(tokens, speaker=self.speaker_for(source), temperature=self.temperature,
-                                    seed=self.seed)
+            out = self.codec.decode(self.codec.encode(wav, sr), speaker=self.speaker_for(source), **opts)
             bitrate = float(self.codec.bitrate)
         out = np.asarray(out, dtype=np.float32).reshape(-1)
         return resample(out, int(self.codec.sample_rate), sr), bitrate

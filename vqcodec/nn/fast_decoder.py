@@ -6,7 +6,7 @@
 250 tokens/s at 16 kHz is hop 64, an STFT frame rate: the network runs at the token rate and needs
 no upsampling; the iSTFT head (Vocos) turns frames into samples. Every layer is non-causal with a
 fixed receptive field (`context` tokens each side), so a long file can be decoded in overlapping
-chunks (api.py). No sampling: the same tokens and voice always give the same audio.
+chunks (decoders.py). No sampling: the same tokens and voice always give the same audio.
 """
 from __future__ import annotations
 

@@ -1,0 +1,244 @@
+"""The TOKENIZER role: audio -> token streams (a `codes.TokenFile`, what a .vqc holds).
+
+    wav (any rate, mono or (samples, channels)) --prepare--> float32 at the model's rate
+      --level: x level_gain (the gain is kept: the file stores 1 / it)--> level-normalised wav
+      --encoder + codebook, chunked, exact--> content codes (ceil(samples / hop),)
+      --YIN F0, quantized around the median--> pitch stream (models with `[model.pitch]`)
+      --voice encoder, first VOICE_MAX_SECONDS--> voice vector, uint8 (V,)   (v2 models)
+
+The tokenizer has its own id (`model_id`, the hash of what defines these streams): a .vqc file
+names it, and any decoder trained on this tokenizer decodes the file (decoders.py).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import checkpoint, codes
+from .audio import VOICE_MAX_SECONDS, as_mono_float, check_reference, resample
+from .config import Config
+from .errors import AudioError, VqcodecError
+from .generate import release_memory
+from .models.vqvae import VQVAE
+from .nn import voice as voice_codec
+from .nn.pitch import PitchQuantizer, yin_frame_length
+
+Reader = Callable[[int, int], np.ndarray]  # read(lo, hi) -> float32 samples lo..hi (fewer at the end)
+
+
+def level_gain(wav: np.ndarray, target_rms: float) -> float:
+    """The factor that brings `wav` (float, or int16 read as /32767) to `target_rms`: what the codec
+    applies before encoding and stores (inverted) in the file, and what training scales each
+    utterance by. Near-silent input is scaled at most 1000x."""
+    x = np.asarray(wav)
+    scale = 1.0 / 32767.0 if x.dtype == np.int16 else 1.0
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) * scale if x.size else 0.0
+    return float(target_rms / max(rms, target_rms / 1000.0))
+
+
+class Tokenizer:
+    """A VQ-VAE's tokenizer parts (encoder, codebook, voice encoder, pitch tracker) with the level
+    normalisation around them. Long inputs are encoded in chunks whose tokens equal a whole-file
+    encode, so memory stays bounded however long the audio."""
+
+    def __init__(self, model: VQVAE, config: Config):
+        self.model = model
+        self.config = config
+        self.model_id = checkpoint.model_id(model.state_dict(), config.to_dict()["model"])
+        self._enc64 = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.model.sample_rate
+
+    @property
+    def hop(self) -> int:
+        return self.model.hop
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.quantizer.codebook.device
+
+    @property
+    def has_voice(self) -> bool:
+        return self.model.voice_encoder is not None
+
+    @property
+    def has_pitch(self) -> bool:
+        return self.model.has_pitch
+
+    # ------------------------------------------------------------------ level
+    def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mono float32 at the model's rate; the input rules are `audio.as_mono_float`'s (int16 /
+        int32 scaled, (samples, channels) mixed down, channels-first and ambiguous shapes refused)."""
+        return resample(as_mono_float(wav, sample_rate), int(sample_rate), self.sample_rate)
+
+    def gain_of(self, wav: np.ndarray) -> float:
+        """The level-normalisation factor of a waveform at the model's rate (1.0 for v1 models)."""
+        rms = self.config.model.level_rms
+        return level_gain(wav, rms) if rms > 0 else 1.0
+
+    # ------------------------------------------------------------------ wav -> token streams
+    def encode_utterance(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0,
+                         speaker: str = "") -> codes.TokenFile:
+        """The token streams of a waveform (tokens, gain, voice vector, pitch stream)."""
+        wav = self.prepare(wav, sample_rate)
+        gain = self.gain_of(wav)
+        return self._streams(lambda lo, hi: wav[lo:hi], len(wav), gain, chunk_seconds, speaker)
+
+    def encode_file_utterance(self, path: str | os.PathLike, chunk_seconds: float = 5.0,
+                              speaker: str = "") -> codes.TokenFile:
+        """Like encode_utterance, for an audio file: read from disk one chunk at a time when it is
+        already at the model's rate (memory stays bounded; the streams equal encode_utterance of the
+        whole waveform). Other rates are loaded whole and resampled first. Raises AudioError for a
+        missing, unreadable, empty or non-finite file."""
+        import soundfile as sf
+
+        from . import audio
+
+        path = Path(path)
+        info = audio.info(path)
+        if info.samplerate != self.sample_rate or info.frames <= 0:
+            wav = audio.load(path, self.sample_rate)
+            return self.encode_utterance(wav, self.sample_rate, chunk_seconds, speaker)
+        try:
+            f = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioError(f"{path}: cannot decode audio ({e})") from None
+        with f:
+            def read(lo: int, hi: int) -> np.ndarray:
+                lo, hi = min(lo, info.frames), min(hi, info.frames)
+                try:
+                    f.seek(lo)
+                    block = f.read(hi - lo, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as e:
+                    raise AudioError(f"{path}: cannot decode audio ({e})") from None
+                block = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                if not np.all(np.isfinite(block)):
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                return block
+
+            gain = 1.0
+            if self.config.model.level_rms > 0:  # a first pass for the file's level
+                block_len = 60 * self.sample_rate
+                sq = sum(float(np.sum(np.square(read(a, a + block_len), dtype=np.float64)))
+                         for a in range(0, info.frames, block_len))
+                rms = np.sqrt(sq / info.frames)
+                gain = level_gain(np.array([rms], dtype=np.float64), self.config.model.level_rms)
+            return self._streams(read, info.frames, gain, chunk_seconds, speaker)
+
+    def _streams(self, read: Reader, num_samples: int, gain: float, chunk_seconds: float,
+                 speaker: str) -> codes.TokenFile:
+        """The TokenFile of samples [0, num_samples) given by `read`, scaled by `gain` first."""
+        scaled = lambda lo, hi: read(lo, hi) * np.float32(gain)  # noqa: E731
+        tokens = self._encode_chunks(scaled, num_samples, chunk_seconds)
+        voice = self._voice_bytes(scaled(0, VOICE_MAX_SECONDS * self.sample_rate))
+        extra = {}
+        if self.has_pitch:
+            levels, median = self.model.pitch_of_f0(self._f0(scaled, num_samples))
+            p = self.config.model.pitch
+            extra = dict(pitch=levels[0].numpy().astype(np.int64), pitch_levels=p.levels, pitch_every=p.every,
+                         f0_median=float(np.float32(median[0])))
+        # gain in the file: what the decoder multiplies its audio by (1 / the normalisation)
+        return codes.TokenFile(tokens=tokens, sample_rate=self.sample_rate, num_samples=num_samples,
+                               hop=self.hop, codebook_size=self.config.model.quantizer.codebook_size,
+                               model_id=self.model_id, speaker=speaker, gain=float(np.float32(1.0 / gain)),
+                               voice=voice, **extra)
+
+    # ------------------------------------------------------------------ a reference's voice
+    def voice_of(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The 8-bit voice vector (uint8, V bytes) of a recording: what `convert --like` uses."""
+        if not self.has_voice:
+            raise VqcodecError("this model has no voice encoder (a v1 model): use a named speaker")
+        wav = self.prepare(wav, sample_rate)
+        check_reference(len(wav), self.sample_rate)
+        if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < 1e-4:
+            raise AudioError("reference voice is silent")
+        return self._voice_bytes(wav[:VOICE_MAX_SECONDS * self.sample_rate] * np.float32(self.gain_of(wav)))
+
+    def median_f0_of(self, wav: np.ndarray, sample_rate: int) -> float:
+        """The median F0 in Hz of a recording's voiced frames (0.0 if none): with the voice vector,
+        what `convert --like` takes from the reference on models with a pitch stream."""
+        if not self.has_pitch:
+            raise VqcodecError("this model has no pitch stream")
+        wav = self.prepare(wav, sample_rate)
+        x = wav * np.float32(self.gain_of(wav))
+        return float(np.float32(PitchQuantizer.median(self._f0(lambda lo, hi: x[lo:hi], len(x)))[0]))
+
+    # ------------------------------------------------------------------ the parts
+    @torch.inference_mode()
+    def _voice_bytes(self, wav: np.ndarray) -> np.ndarray:
+        """uint8 (V,) of level-normalised audio; (0,) for v1 models."""
+        if not self.has_voice:
+            return np.zeros(0, dtype=np.uint8)
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device).view(1, -1)
+        return voice_codec.to_bytes(self.model.voice(x)[0])
+
+    @torch.inference_mode()
+    def _f0(self, read: Reader, num_samples: int, block_seconds: float = 60.0) -> torch.Tensor:
+        """F0 (1, pitch frames) in Hz (0 unvoiced) of samples [0, num_samples), read block by block
+        with a margin of real audio each side (zeros past the ends): equal to a whole-file pass,
+        since each frame depends on its own samples only."""
+        ph = self.model.pitch_hop
+        frames = -(-num_samples // ph)
+        block = max(1, int(block_seconds * self.sample_rate) // ph) * ph
+        p = self.config.model.pitch
+        margin = -(-yin_frame_length(self.sample_rate, p.f0_min) // ph) * ph  # > a YIN frame's half length
+        out = []
+        for a in range(0, frames * ph, block):
+            b = min(a + block, frames * ph)
+            lo, hi = a - margin, b + margin
+            x = np.zeros(hi - lo, dtype=np.float32)
+            got = read(max(lo, 0), min(hi, num_samples))
+            x[max(lo, 0) - lo:max(lo, 0) - lo + len(got)] = got
+            f0 = self.model.f0(torch.from_numpy(x).to(self.device).view(1, -1))[0]
+            out.append(f0[margin // ph:margin // ph + (b - a) // ph].cpu())
+            del x, f0
+            release_memory()  # as in _encode_chunks: keeps glibc's heap from growing block by block
+        return torch.cat(out)[None]
+
+    @torch.inference_mode()
+    def _encode_chunks(self, read: Reader, num_samples: int, chunk_seconds: float) -> np.ndarray:
+        """Tokens (ceil(num_samples / hop),) of samples [0, num_samples): each chunk with
+        `encoder.context` samples each side (zeros past the end, as a whole-file encode pads), so
+        the tokens equal a whole-file encode."""
+        if num_samples <= 0:
+            raise AudioError("audio is empty (0 samples)")
+        if not chunk_seconds > 0:
+            raise VqcodecError(f"chunk length must be positive, got {chunk_seconds}")
+        hop = self.hop
+        encoder, codebook = self._encoder64()
+        total = -(-num_samples // hop) * hop  # padded to whole tokens
+        chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
+        ctx = self.model.encoder.context
+        out = []
+        for a in range(0, total, chunk):
+            b = min(a + chunk, total)
+            lo, hi = max(0, a - ctx), min(total, b + ctx)
+            x = np.zeros(hi - lo, dtype=np.float32)
+            got = read(lo, min(hi, num_samples))
+            x[:len(got)] = got
+            z = encoder(torch.from_numpy(x).to(self.device, torch.float64).view(1, -1))[0].T  # (frames, D)
+            dist2 = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)[None, :]
+            c = dist2.argmin(1).cpu().numpy()
+            out.append(c[(a - lo) // hop:(b - lo) // hop])
+            del x, z, dist2
+            release_memory()
+        return np.concatenate(out).astype(np.int64)
+
+    def _encoder64(self):
+        """The encoder and codebook in float64, made once. A conv's float32 result at a position
+        depends (at the 1e-8 level) on the length of the input it runs over, so a chunk and the
+        whole file can land on different sides of a near tie between two codes; in float64 such
+        ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
+        (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time.)
+        Made from the weights at first use: a Tokenizer is for inference."""
+        if self._enc64 is None:
+            self._enc64 = (copy.deepcopy(self.model.encoder).double().eval(),
+                           self.model.quantizer.codebook.detach().double())
+        return self._enc64
