@@ -65,8 +65,24 @@ class Codec:
 
     @property
     def bitrate(self) -> float:
-        """Nominal content rate (bits per token x tokens per second); what a file stores: codes.describe."""
-        return self.bits_per_token * self.sample_rate / self.hop
+        """Nominal content rate (bits per token x codebooks x tokens per second); what a file stores:
+        codes.describe."""
+        return self.bits_per_token * self.codebooks * self.sample_rate / self.hop
+
+    @property
+    def codebooks(self) -> int:
+        """Residual codebooks per frame (1 for every shipped model): a file may keep the first k."""
+        return self.tokenizer.codebooks
+
+    @property
+    def ladder(self) -> list[float]:
+        """Nominal bit/s of each bitrate-ladder step, k = 1..codebooks (content, plus the pitch stream)."""
+        return self.tokenizer.ladder()
+
+    def codebooks_for_kbps(self, kbps: float) -> int:
+        """The largest k whose ladder step is at most `kbps` (`Tokenizer.codebooks_for_kbps`): pass it
+        as encode_utterance(..., codebooks=k). VqcodecError without a ladder or below its lowest step."""
+        return self.tokenizer.codebooks_for_kbps(kbps)
 
     @property
     def device(self) -> torch.device:
@@ -107,17 +123,20 @@ class Codec:
         """The level-normalisation factor of a waveform at the model's rate (1.0 for v1 models)."""
         return self.tokenizer.gain_of(wav)
 
-    def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0) -> np.ndarray:
-        """Tokens (ceil(samples / hop),) for a mono waveform. Long inputs are encoded in chunks of
-        `chunk_seconds` with enough context on each side that the tokens equal a whole-file encode
-        while memory stays bounded. v2 models scale the input to a fixed level first, so the
-        tokens do not depend on the input gain."""
-        return self.encode_utterance(wav, sample_rate, chunk_seconds).tokens
+    def encode(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0,
+               codebooks: int | None = None) -> np.ndarray:
+        """Tokens (ceil(samples / hop),) for a mono waveform ((.., k) for k > 1 residual codebooks).
+        Long inputs are encoded in chunks of `chunk_seconds` with enough context on each side that
+        the tokens equal a whole-file encode while memory stays bounded. v2 models scale the input
+        to a fixed level first, so the tokens do not depend on the input gain."""
+        return self.encode_utterance(wav, sample_rate, chunk_seconds, codebooks=codebooks).tokens
 
     def encode_utterance(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0,
-                         speaker: str = "") -> codes.TokenFile:
-        """Everything a .vqc file holds for a waveform: tokens, gain, voice vector (v2), pitch stream."""
-        return self.tokenizer.encode_utterance(wav, sample_rate, chunk_seconds, speaker)
+                         speaker: str = "", codebooks: int | None = None) -> codes.TokenFile:
+        """Everything a .vqc file holds for a waveform: tokens, gain, voice vector (v2), pitch stream.
+        codebooks: a model with a bitrate ladder keeps the first k of its codebooks (default: all;
+        `codebooks_for_kbps`); the tokens are then (frames, k)."""
+        return self.tokenizer.encode_utterance(wav, sample_rate, chunk_seconds, speaker, codebooks)
 
     def encode_file(self, path: str | os.PathLike, chunk_seconds: float = 5.0) -> np.ndarray:
         """Tokens of an audio file, read from disk one chunk at a time when it is already at the
@@ -126,9 +145,10 @@ class Codec:
         Raises AudioError for a missing, unreadable, empty or non-finite file."""
         return self.encode_file_utterance(path, chunk_seconds).tokens
 
-    def encode_file_utterance(self, path, chunk_seconds: float = 5.0, speaker: str = "") -> codes.TokenFile:
+    def encode_file_utterance(self, path, chunk_seconds: float = 5.0, speaker: str = "",
+                              codebooks: int | None = None) -> codes.TokenFile:
         """Like encode_utterance, for an audio file (see encode_file)."""
-        return self.tokenizer.encode_file_utterance(path, chunk_seconds, speaker)
+        return self.tokenizer.encode_file_utterance(path, chunk_seconds, speaker, codebooks)
 
     def voice_of(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """The 8-bit voice vector (uint8, V bytes) of a recording: what `convert --like` uses."""
@@ -145,7 +165,8 @@ class Codec:
                max_batch: int = 128, voice: np.ndarray | None = None, gain: float = 1.0,
                decoder: str | None = None, pitch: np.ndarray | None = None,
                f0_median: float | None = None) -> np.ndarray:
-        """Waveform at self.sample_rate for tokens, in the voice of `speaker` (a named voice, see
+        """Waveform at self.sample_rate for tokens ((frames,), or (frames, k): the first k codebooks of
+        a ladder model), in the voice of `speaker` (a named voice, see
         `speakers`) or of `voice` (a v2 voice vector, e.g. a file's `tf.voice` or `voice_of(ref)`):
         one of them is required (`decode_file` decodes a .vqc in its own voice).
         The output is multiplied by `gain` (default 1: the model's normalised level; a file's gain

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,10 @@ _V2_MODEL_KEYS = ("level_rms", "voice", "fast", "loss", "pitch")
 _TRAINING_ONLY_MODEL_KEYS = ("invariance",)  # shape the weights (hashed), not how tokens are computed
 _V2_ENCODER_KEYS = ("widths", "activation")
 # keys added after models were shipped: left out of the hash at their defaults (old ids kept)
-_LATER_DEFAULTS = {"encoder": {"input": "wave", "normalize": False}, "voice": {"norm": "tanh", "input": "logmel"}}
+_LATER_DEFAULTS = {"encoder": {"input": "wave", "normalize": False}, "voice": {"norm": "tanh", "input": "logmel"},
+                   "quantizer": {"codebooks": 1}}
+_TRAINING_ONLY_KEYS = {"quantizer": ("dropout",)}  # how a model trains, not how it makes tokens: never hashed
+_CODEBOOK = re.compile(r"(^|\.)quantizer\.(stages\.\d+\.)?codebook$")  # one codebook, or each residual one
 
 
 def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
@@ -71,24 +75,25 @@ def model_id(state_dict: dict[str, torch.Tensor], config: dict) -> str:
     keys v2 added, so ids of v1 files never change) and the codebook, as v1 computed it.
     v2 models: the hash of what defines the tokens and the voice vector only (level, encoder,
     quantizer, voice and (when on) pitch configs; encoder, codebook and voice-encoder weights), so training another
-    decoder on the frozen tokenizer keeps the id. Training-only settings (model.invariance) never
-    enter it."""
+    decoder on the frozen tokenizer keeps the id. Training-only settings (model.invariance,
+    model.quantizer.dropout) never enter it; residual codebooks (codebooks > 1) do, all of them."""
     is_v2 = config.get("voice", {}).get("dim", 0) or config.get("fast", {}).get("blocks", 0)
     config = {**config, **{section: {k: v for k, v in config[section].items()
-                                     if not (k in defaults and v == defaults[k])}
+                                     if not (k in defaults and v == defaults[k])
+                                     and k not in _TRAINING_ONLY_KEYS.get(section, ())}
                            for section, defaults in _LATER_DEFAULTS.items() if section in config}}
     if not is_v2:
         config = {k: v for k, v in config.items() if k not in _V2_MODEL_KEYS + _TRAINING_ONLY_MODEL_KEYS}
         config["encoder"] = {k: v for k, v in config["encoder"].items() if k not in _V2_ENCODER_KEYS}
         h = hashlib.sha256(repr(sorted(_flatten(config))).encode())
-        keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook"))
+        keys = sorted(k for k in state_dict if _CODEBOOK.search(k))
     else:
         pitch = config.get("pitch", {})
         config = {k: config[k] for k in ("sample_rate", "level_rms", "encoder", "quantizer", "voice")}
         if pitch.get("levels", 0):  # the pitch stream is part of what a file holds (ids without it unchanged)
             config["pitch"] = pitch
         h = hashlib.sha256(b"vqcodec-tokenizer-v2" + repr(sorted(_flatten(config))).encode())
-        keys = sorted(k for k in state_dict if k.endswith("quantizer.codebook")
+        keys = sorted(k for k in state_dict if _CODEBOOK.search(k)
                       or k.startswith(("encoder.", "voice_encoder.")))
     for key in keys:
         h.update(state_dict[key].detach().cpu().float().numpy().tobytes())

@@ -43,6 +43,11 @@ class QuantizerConfig:
     ema: bool = True             # EMA codebook updates instead of the codebook loss
     decay: float = 0.99
     dead_code_steps: int = 200   # re-seed a code unused for this many steps (0: never)
+    codebooks: int = 1           # residual codebooks per frame (RVQ, nn/quantizer.py): each quantizes what the
+                                 # ones before left; a file may keep the first k (a bitrate ladder, encode --kbps)
+    dropout: float = 0.0         # training only, codebooks > 1: the share of training items that use only their
+                                 # first k codebooks, k uniform in 1..codebooks (quantizer dropout, SoundStream;
+                                 # 1.0: every item), so one model decodes from any k
 
 
 @dataclass

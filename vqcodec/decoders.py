@@ -91,7 +91,8 @@ class Decoder:
     def decode_many(self, token_seqs, speakers, voices=None, pitches=None, f0_medians=None, gains=None,
                     num_samples=None, progress=False, **options) -> list[np.ndarray]:
         """float32 waveforms, one per token sequence (num_tokens * hop samples, or num_samples).
-        Per file: tokens (N,) in [0, K); speaker (a name) or voice (uint8 (V,)); for a model with a
+        Per file: tokens (N,) in [0, K), or (N, k): the first k residual codebooks (decoded from the
+        sum of their vectors); speaker (a name) or voice (uint8 (V,)); for a model with a
         pitch stream, its levels and median F0 (a named voice brings its own); gain (the output is
         multiplied by it; a file's gain restores its level); num_samples (trim). options: the
         implementation's (the WaveNet's temperature, seed, max_batch)."""
@@ -115,9 +116,14 @@ class Decoder:
         raise NotImplementedError
 
     def _checked_tokens(self, tokens) -> torch.Tensor:
+        """(N,), or (N, k) for the first k of the model's residual codebooks (a ladder step)."""
         t = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
-        if t.ndim != 1:
-            raise VqcodecError(f"tokens must be a 1-D sequence, got shape {tuple(t.shape)}")
+        n = self.config.model.quantizer.codebooks
+        if t.ndim == 2 and t.shape[1] == 1:
+            t = t[:, 0]
+        if t.ndim not in (1, 2) or (t.ndim == 2 and not 1 <= t.shape[1] <= n):
+            raise VqcodecError(f"tokens must be a 1-D sequence or (frames, k) with k <= {n} (this model's "
+                               f"codebooks), got shape {tuple(t.shape)}")
         if t.numel() == 0:
             raise VqcodecError("no tokens to decode")
         k = self.config.model.quantizer.codebook_size
@@ -179,7 +185,7 @@ class FastDecoder(Decoder):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
                 feats = None if pitch_features is None else pitch_features[..., lo:hi]
-                wav = self.model.decode_fast(tokens[lo:hi].to(self.device).view(1, -1), v, feats)[0]
+                wav = self.model.decode_fast(tokens[lo:hi].to(self.device)[None], v, feats)[0]
                 out[a * hop:b * hop] = wav[(a - lo) * hop:(b - lo) * hop].cpu().numpy()
                 bar.update((b - a) * hop / sr)
         return out

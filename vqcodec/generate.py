@@ -190,7 +190,8 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
                     temperature: float = 1.0, seed: int = 0, max_batch: int = 128,
                     min_chunk: int = 32, max_chunk: int = 2500, warmup: int = 16, crossfade: int = 4,
                     progress: bool = False, threads: int | None = 1) -> list[np.ndarray]:
-    """Decode token sequences (each (N,)) to float waveforms, segments side by side.
+    """Decode token sequences (each (N,), or (N, k) of k residual codebooks) to float waveforms,
+    segments side by side.
 
     Each file is cut into segments of `chunk` tokens, chosen from that file's length alone (so
     that its segments fit in one batch of `max_batch` streams, within [min_chunk, max_chunk]);
@@ -202,7 +203,7 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
     to advance instead of one of its own (`progress.bar_for`)."""
     hop = model.hop
     device = model.quantizer.codebook.device
-    lengths = [int(t.numel()) for t in token_seqs]
+    lengths = [len(t) for t in token_seqs]
     if max_batch <= 1:
         chunks, warmup, crossfade = list(lengths), 0, 0
     else:
@@ -233,7 +234,7 @@ def decode_segments(model, token_seqs: list[torch.Tensor], speaker_ids: list[int
         for i, p in enumerate(group):  # conditioning of this round's segments only: bounded memory
             tokens = token_seqs[p.file]
             lo, hi = max(0, p.start - ctx), min(len(tokens), p.end + ctx)
-            c = model.local_conditioning(tokens[lo:hi].to(device).view(1, -1))[0]
+            c = model.local_conditioning(tokens[lo:hi].to(device)[None])[0]
             if local is None:
                 local = torch.zeros(len(group), c.shape[0], span, device=device)
             local[i, :, :p.end - p.start] = c[:, p.start - lo:p.end - lo]

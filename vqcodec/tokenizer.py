@@ -2,7 +2,8 @@
 
     wav (any rate, mono or (samples, channels)) --prepare--> float32 at the model's rate
       --level: x level_gain (the gain is kept: the file stores 1 / it)--> level-normalised wav
-      --encoder + codebook, chunked, exact--> content codes (ceil(samples / hop),)
+      --encoder + codebook(s), chunked, exact--> content codes (ceil(samples / hop),), or
+                                                 (ceil(samples / hop), k): the first k of N residual codebooks
       --YIN F0, quantized around the median--> pitch stream (models with `[model.pitch]`)
       --voice encoder, first VOICE_MAX_SECONDS--> voice vector, uint8 (V,)   (v2 models)
 
@@ -28,6 +29,7 @@ from .models.vqvae import VQVAE
 from .nn import voice as voice_codec
 from .nn.pitch import PitchQuantizer, yin_frame_length
 
+KBPS_SLACK = 0.025  # codebooks_for_kbps: a step this fraction above the rate asked for still fits
 Reader = Callable[[int, int], np.ndarray]  # read(lo, hi) -> float32 samples lo..hi (fewer at the end)
 
 
@@ -72,6 +74,34 @@ class Tokenizer:
     def has_pitch(self) -> bool:
         return self.model.has_pitch
 
+    @property
+    def codebooks(self) -> int:
+        """Residual codebooks per frame (N); a file may hold the first k of them (a bitrate ladder)."""
+        return self.config.model.quantizer.codebooks
+
+    def ladder(self) -> list[float]:
+        """Nominal rate in bit/s of each ladder step, k = 1..N codebooks: k x bits x frames/s, plus the
+        pitch stream's bits x values/s when the model has one (no voice vector, gain or header)."""
+        m = self.config.model
+        frames = self.sample_rate / self.hop
+        pitch = codes.bits_per_token(m.pitch.levels) * frames / m.pitch.every if self.has_pitch else 0.0
+        bits = codes.bits_per_token(m.quantizer.codebook_size)
+        return [k * bits * frames + pitch for k in range(1, self.codebooks + 1)]
+
+    def codebooks_for_kbps(self, kbps: float) -> int:
+        """The largest k whose ladder step (`ladder`) is at most `kbps` (a step up to KBPS_SLACK above
+        counts, so the rounded names 0.56 / 1.1 / 1.7 select 0.5625 / 1.125 / 1.6875 kbps); a
+        VqcodecError for a model without a ladder or a rate below its lowest step."""
+        steps = self.ladder()
+        shown = ", ".join(f"{bps / 1000:g}" for bps in steps)
+        if len(steps) < 2:
+            raise VqcodecError(f"this model has one codebook, no bitrate ladder (its rate: {shown} kbps); "
+                               "leave out --kbps / codebooks")
+        fits = [k for k, bps in enumerate(steps, 1) if bps <= kbps * 1000 * (1 + KBPS_SLACK)]
+        if not fits:
+            raise VqcodecError(f"{kbps:g} kbps is below this model's lowest step; its steps are {shown} kbps")
+        return fits[-1]
+
     # ------------------------------------------------------------------ level
     def prepare(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono float32 at the model's rate; the input rules are `audio.as_mono_float`'s (int16 /
@@ -85,14 +115,16 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ wav -> token streams
     def encode_utterance(self, wav: np.ndarray, sample_rate: int, chunk_seconds: float = 5.0,
-                         speaker: str = "") -> codes.TokenFile:
-        """The token streams of a waveform (tokens, gain, voice vector, pitch stream)."""
+                         speaker: str = "", codebooks: int | None = None) -> codes.TokenFile:
+        """The token streams of a waveform (tokens, gain, voice vector, pitch stream). codebooks: keep
+        the first k of the model's N residual codebooks (default all; `codebooks_for_kbps`)."""
+        codebooks = self._checked_codebooks(codebooks)
         wav = self.prepare(wav, sample_rate)
         gain = self.gain_of(wav)
-        return self._streams(lambda lo, hi: wav[lo:hi], len(wav), gain, chunk_seconds, speaker)
+        return self._streams(lambda lo, hi: wav[lo:hi], len(wav), gain, chunk_seconds, speaker, codebooks)
 
     def encode_file_utterance(self, path: str | os.PathLike, chunk_seconds: float = 5.0,
-                              speaker: str = "") -> codes.TokenFile:
+                              speaker: str = "", codebooks: int | None = None) -> codes.TokenFile:
         """Like encode_utterance, for an audio file: read from disk one chunk at a time when it is
         already at the model's rate (memory stays bounded; the streams equal encode_utterance of the
         whole waveform). Other rates are loaded whole and resampled first. Raises AudioError for a
@@ -101,11 +133,12 @@ class Tokenizer:
 
         from . import audio
 
+        codebooks = self._checked_codebooks(codebooks)
         path = Path(path)
         info = audio.info(path)
         if info.samplerate != self.sample_rate or info.frames <= 0:
             wav = audio.load(path, self.sample_rate)
-            return self.encode_utterance(wav, self.sample_rate, chunk_seconds, speaker)
+            return self.encode_utterance(wav, self.sample_rate, chunk_seconds, speaker, codebooks)
         try:
             f = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -130,13 +163,25 @@ class Tokenizer:
                          for a in range(0, info.frames, block_len))
                 rms = np.sqrt(sq / info.frames)
                 gain = level_gain(np.array([rms], dtype=np.float64), self.config.model.level_rms)
-            return self._streams(read, info.frames, gain, chunk_seconds, speaker)
+            return self._streams(read, info.frames, gain, chunk_seconds, speaker, codebooks)
+
+    def _checked_codebooks(self, codebooks: int | None) -> int:
+        """How many codebooks a file keeps: `codebooks`, checked against the model's N (None: N)."""
+        if codebooks is None:
+            return self.codebooks
+        if isinstance(codebooks, bool) or not isinstance(codebooks, (int, np.integer)) \
+                or not 1 <= codebooks <= self.codebooks:
+            raise VqcodecError(f"codebooks must be an integer in [1, {self.codebooks}] (this model's residual "
+                               f"codebooks), got {codebooks!r}")
+        return int(codebooks)
 
     def _streams(self, read: Reader, num_samples: int, gain: float, chunk_seconds: float,
-                 speaker: str) -> codes.TokenFile:
-        """The TokenFile of samples [0, num_samples) given by `read`, scaled by `gain` first."""
+                 speaker: str, codebooks: int) -> codes.TokenFile:
+        """The TokenFile of samples [0, num_samples) given by `read`, scaled by `gain` first, with the
+        first `codebooks` codebooks of each frame."""
         scaled = lambda lo, hi: read(lo, hi) * np.float32(gain)  # noqa: E731
         tokens = self._encode_chunks(scaled, num_samples, chunk_seconds)
+        tokens = tokens[:, :codebooks] if tokens.ndim == 2 else tokens
         voice = self._voice_bytes(scaled(0, VOICE_MAX_SECONDS * self.sample_rate))
         extra = {}
         if self.has_pitch:
@@ -204,7 +249,7 @@ class Tokenizer:
 
     @torch.inference_mode()
     def _encode_chunks(self, read: Reader, num_samples: int, chunk_seconds: float) -> np.ndarray:
-        """Tokens (ceil(num_samples / hop),) of samples [0, num_samples): each chunk with
+        """Tokens (ceil(num_samples / hop),), or (.., N) with N codebooks, of samples [0, num_samples): each chunk with
         `encoder.context` samples each side (zeros past the end, as a whole-file encode pads), so
         the tokens equal a whole-file encode."""
         if num_samples <= 0:
@@ -212,7 +257,7 @@ class Tokenizer:
         if not chunk_seconds > 0:
             raise VqcodecError(f"chunk length must be positive, got {chunk_seconds}")
         hop = self.hop
-        encoder, codebook = self._encoder64()
+        encoder, quantizer = self._encoder64()
         total = -(-num_samples // hop) * hop  # padded to whole tokens
         chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
         ctx = self.model.encoder.context
@@ -224,15 +269,14 @@ class Tokenizer:
             got = read(lo, min(hi, num_samples))
             x[:len(got)] = got
             z = encoder(torch.from_numpy(x).to(self.device, torch.float64).view(1, -1))[0].T  # (frames, D)
-            dist2 = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)[None, :]
-            c = dist2.argmin(1).cpu().numpy()
+            c = quantizer.nearest(z).cpu().numpy()
             out.append(c[(a - lo) // hop:(b - lo) // hop])
-            del x, z, dist2
+            del x, z
             release_memory()
         return np.concatenate(out).astype(np.int64)
 
     def _encoder64(self):
-        """The encoder and codebook in float64, made once. A conv's float32 result at a position
+        """The encoder and quantizer (its codebooks) in float64, made once. A conv's float32 result at a position
         depends (at the 1e-8 level) on the length of the input it runs over, so a chunk and the
         whole file can land on different sides of a near tie between two codes; in float64 such
         ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
@@ -240,5 +284,5 @@ class Tokenizer:
         Made from the weights at first use: a Tokenizer is for inference."""
         if self._enc64 is None:
             self._enc64 = (copy.deepcopy(self.model.encoder).double().eval(),
-                           self.model.quantizer.codebook.detach().double())
+                           copy.deepcopy(self.model.quantizer).double().eval())
         return self._enc64

@@ -30,7 +30,7 @@ from ..nn.encoder import Encoder
 from ..nn.fast_decoder import FastDecoder
 from ..nn.perturb import SpeakerAdversary, SpeakerPerturbation, frequency_warp, random_warp_factors
 from ..nn.pitch import NUM_FEATURES as PITCH_FEATURES, PitchQuantizer, pitch_features, yin_f0
-from ..nn.quantizer import VectorQuantizer
+from ..nn.quantizer import make_quantizer
 from ..nn.spectral import SpectralLoss
 from ..nn.voice import VoiceEncoder
 from ..nn.wavenet import WaveNet
@@ -61,7 +61,7 @@ class VQVAE(nn.Module):
         self.cfg = cfg
         self.num_speakers = num_speakers
         self.encoder = Encoder(cfg.encoder, cfg.sample_rate)
-        self.quantizer = VectorQuantizer(cfg.quantizer, cfg.encoder.dim)
+        self.quantizer = make_quantizer(cfg.quantizer, cfg.encoder.dim)
         self.voice_encoder = VoiceEncoder(cfg.voice, cfg.sample_rate) if cfg.voice.dim else None
         self.pitch_quantizer = PitchQuantizer(cfg.pitch.levels, cfg.pitch.semitones) if cfg.pitch.levels else None
         if self.pitch_quantizer is not None and not cfg.fast.blocks:
@@ -118,10 +118,10 @@ class VQVAE(nn.Module):
 
     # ------------------------------------------------------------------ tokenizer
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T), T a multiple of the hop -> codes (B, T / hop)."""
+        """wav (B, T), T a multiple of the hop -> codes (B, T / hop), or (B, T / hop, N) with N codebooks."""
         z_e = self.encoder(wav)
         B, D, T = z_e.shape
-        return self.quantizer.nearest(z_e.transpose(1, 2).reshape(-1, D)).reshape(B, T)
+        return self.quantizer.nearest(z_e.transpose(1, 2).reshape(-1, D)).reshape(B, T, -1).squeeze(-1)
 
     def voice(self, wav: torch.Tensor) -> torch.Tensor:
         """Voice vectors (B, V) on the 8-bit grid of level-normalised utterances (B, T)."""
@@ -160,8 +160,8 @@ class VQVAE(nn.Module):
 
     def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None,
                     pitch_features: torch.Tensor | None = None) -> torch.Tensor:
-        """codes (B, T) + voice (B, V) -> wav (B, T * hop), deterministic. Models with a pitch stream
-        also take its features (B, F, T) (`pitch_input`)."""
+        """codes (B, T) (or (B, T, k): the first k codebooks) + voice (B, V) -> wav (B, T * hop),
+        deterministic. Models with a pitch stream also take its features (B, F, T) (`pitch_input`)."""
         if self.fast_decoder is None:
             raise ValueError("this model has no fast decoder")
         return self.fast_decoder(self.quantizer.lookup(codes), voice, pitch_features)
@@ -219,9 +219,10 @@ class VQVAE(nn.Module):
         if self.has_pitch and self.stage in ("auto", "fast"):
             with torch.no_grad():  # from the original crop (the encoder may see a warped one)
                 pitch = self.pitch_input(self.pitch(wav), wav.shape[1] // self.hop)
+        keep = self._codebooks_kept(wav.shape[0])
         if self.fast_decoder is not None and self.stage == "auto":
             z_e = self._encode_perturbed(wav)
-            vq = self.quantizer(z_e)
+            vq = self.quantizer(z_e, keep)
             pred = self.fast_decoder(vq.quantized, voice, pitch)
             spec = self.spectral_loss(pred, wav)  # the target is always the clean crop
             out = self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
@@ -231,17 +232,17 @@ class VQVAE(nn.Module):
             return self._with_voice_classifier(out, voice, speakers)
         if self.stage == "fast":
             with torch.no_grad():
-                z_q = self.quantizer.lookup(self.encode(wav))
+                z_q = self.quantizer.lookup(self.encode(wav), keep)
             spec = self.spectral_loss(self.fast_decoder(z_q, voice.detach(), pitch), wav)
             return {"loss": spec["loss"], "stft": spec["stft"], "mel": spec["mel"]}
         if self.stage == "wavenet":
             with torch.no_grad():
-                z_q = self.quantizer.lookup(self.encode(wav))
+                z_q = self.quantizer.lookup(self.encode(wav), keep)
                 voice = voice.detach()
             vq_loss = None
         else:
             z_e = self.encoder(self._encoder_input(wav))
-            vq = self.quantizer(z_e)
+            vq = self.quantizer(z_e, keep)
             z_q, vq_loss = vq.quantized, vq
         target = mulaw_encode(wav, self.cfg.mulaw_channels)
         logits = self.decoder(target, self.conditioning(z_q), voice if voice is not None else speakers)
@@ -250,6 +251,13 @@ class VQVAE(nn.Module):
             return {"loss": ce, "ce": ce}
         return self._with_adversary({"loss": ce + vq_loss.loss, "ce": ce, "commitment": vq_loss.commitment,
                                      "perplexity": vq_loss.perplexity, "codes": vq_loss.codes}, z_e, speakers)
+
+    def _codebooks_kept(self, batch: int) -> torch.Tensor | None:
+        """Quantizer dropout: codebooks each training item uses (B,), or None (all: one codebook, no
+        dropout, or not training). Every stage draws it, so the decoders learn every ladder step."""
+        if not (self.training and self.cfg.quantizer.dropout > 0):
+            return None
+        return self.quantizer.draw_keep(batch).to(self.quantizer.codebook.device)
 
     def _encode_perturbed(self, wav: torch.Tensor) -> torch.Tensor:
         """z_e of the crop as the encoder sees it in training: warped (`warp`) and/or with a random

@@ -8,6 +8,14 @@ Dead-code restart re-seeds a code that no input chose for `dead_code_steps` trai
 random recent encoder output, so the whole codebook stays in use. Under torch.distributed both
 statistics are all-reduced and restarts are broadcast from rank 0, so every replica keeps the same
 codebook.
+
+`ResidualVectorQuantizer` (model.quantizer.codebooks = N > 1) chains N of these: codebook i quantizes
+what codebooks 0..i-1 left of z_e, and a frame's vector is the sum of its first k codebook vectors,
+for any k <= N (a bitrate ladder from one model). Trained with quantizer dropout (model.quantizer.
+dropout), each training item uses only its first k codebooks, k drawn uniformly in 1..N from the torch
+RNG (so a resumed run draws what an uninterrupted one would). One codebook stays a plain
+`VectorQuantizer` (its state-dict keys, hence shipped models and their ids, are unchanged); both
+classes take the same calls (`forward(z_e, keep)`, `nearest`, `lookup(codes, keep)`).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ from ..config import QuantizerConfig
 @dataclass
 class QuantizerOutput:
     quantized: torch.Tensor      # (B, D, T) straight-through: forward = codebook vectors
-    codes: torch.Tensor          # (B, T) int64
+    codes: torch.Tensor          # (B, T) int64; residual quantizer: (B, T, N), every codebook's
     loss: torch.Tensor           # codebook loss + beta * commitment loss
     commitment: torch.Tensor     # ||z_e - sg[e]||^2 (before beta)
     perplexity: torch.Tensor     # exp(entropy of code usage in this batch)
@@ -48,11 +56,16 @@ class VectorQuantizer(nn.Module):
         dist2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ cb.T + cb.pow(2).sum(1)[None, :])
         return dist2.argmin(1)
 
-    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, T) -> vectors (B, D, T)."""
-        return F.embedding(codes, self.codebook).transpose(1, 2)
+    def lookup(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """codes (B, T) (or (B, T, 1)) -> vectors (B, D, T); items whose `keep` (B,) is 0 get zeros."""
+        if codes.dim() == 3:
+            codes = codes[..., 0]
+        vectors = F.embedding(codes, self.codebook).transpose(1, 2)
+        return vectors if keep is None else vectors * (keep > 0).to(vectors)[:, None, None]
 
-    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+    def forward(self, z_e: torch.Tensor, keep: torch.Tensor | None = None) -> QuantizerOutput:
+        """z_e (B, D, T). keep (B,): how many codebooks each item uses (quantizer dropout); items with 0
+        are left out of the losses (their codes still update the codebook)."""
         B, D, T = z_e.shape
         flat = z_e.transpose(1, 2).reshape(-1, D)
         codes = self.nearest(flat.detach())
@@ -61,8 +74,9 @@ class VectorQuantizer(nn.Module):
         if self.training:
             self._update(flat.detach(), codes, onehot_counts)
             e = self.codebook[codes]  # EMA/restart may have moved the codebook
-        commitment = F.mse_loss(flat, e.detach())
-        codebook_loss = torch.zeros((), device=z_e.device) if self.cfg.ema else F.mse_loss(e, flat.detach())
+        weights = None if keep is None else (keep > 0).to(flat).repeat_interleave(T)
+        commitment = _mse(flat, e.detach(), weights)
+        codebook_loss = torch.zeros((), device=z_e.device) if self.cfg.ema else _mse(e, flat.detach(), weights)
         loss = codebook_loss + self.cfg.beta * commitment
         quantized = flat + (e - flat).detach()  # straight-through estimator
         probs = onehot_counts / onehot_counts.sum().clamp(min=1)
@@ -109,3 +123,89 @@ class VectorQuantizer(nn.Module):
         usage = self.usage.clone()
         self.usage.zero_()
         return usage
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error of rows (N, D); with weights (N,), the weighted mean over rows (0 if none count)."""
+    if weights is None:
+        return F.mse_loss(a, b)
+    return ((a - b).pow(2).mean(1) * weights).sum() / weights.sum().clamp(min=1)
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """N `VectorQuantizer` stages, each on the residual the ones before left (see the module docstring).
+
+    Codes are (B, T, N); `lookup` of (B, T, k) codes, k <= N, sums the first k codebooks' vectors. In
+    training every stage sees every item's residual (its EMA and dead-code restart learn from all of
+    them: a residual does not depend on k), while an item's losses and its quantized output count only
+    the stages it keeps. Each stage's commitment is that of z_e to the sum of the codebooks up to it,
+    so the encoder commits to every prefix it is decoded from."""
+
+    def __init__(self, cfg: QuantizerConfig, dim: int):
+        super().__init__()
+        if not 2 <= cfg.codebooks <= 255:
+            raise ValueError(f"model.quantizer.codebooks must lie in [1, 255], got {cfg.codebooks}")
+        self.cfg = cfg
+        self.dim = dim
+        self.stages = nn.ModuleList(VectorQuantizer(cfg, dim) for _ in range(cfg.codebooks))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The first codebook (what a caller asking for the quantizer's device or dtype reads)."""
+        return self.stages[0].codebook
+
+    def draw_keep(self, batch: int) -> torch.Tensor:
+        """Codebooks per training item (B,) under quantizer dropout: a share `dropout` of the items draw
+        k uniformly in 1..N, the others keep N. From the torch RNG (CPU generator): exact resume."""
+        n = len(self.stages)
+        drawn = torch.randint(1, n + 1, (batch,))
+        dropped = torch.rand(batch) < self.cfg.dropout
+        return torch.where(dropped, drawn, torch.full_like(drawn, n))
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (M, D) -> codes (M, N): each codebook's nearest vector to what the ones before left."""
+        out = []
+        for stage in self.stages:
+            c = stage.nearest(z)
+            z = z - stage.codebook[c]
+            out.append(c)
+        return torch.stack(out, 1)
+
+    def lookup(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """codes (B, T, k) with 1 <= k <= N, or (B, T) (the first codebook) -> the sum of each frame's
+        first k codebook vectors (B, D, T); with keep (B,), item b sums only its first keep[b]."""
+        if codes.dim() == 2:
+            codes = codes[..., None]
+        k = codes.shape[-1]
+        if not 1 <= k <= len(self.stages):
+            raise ValueError(f"codes of {k} codebooks; this quantizer has {len(self.stages)}")
+        return sum(stage.lookup(codes[..., i], None if keep is None else keep - i)
+                   for i, stage in enumerate(self.stages[:k]))
+
+    def forward(self, z_e: torch.Tensor, keep: torch.Tensor | None = None) -> QuantizerOutput:
+        """z_e (B, D, T); keep (B,) codebooks per item (None: all N). The output is straight-through as a
+        whole (forward: the sum of the kept codebook vectors; gradient: identity to z_e); loss and
+        commitment add up the stages' over the items that keep them; perplexity is the first codebook's."""
+        residual, outs = z_e, []
+        for i, stage in enumerate(self.stages):
+            out = stage(residual, None if keep is None else keep - i)
+            residual = residual - out.quantized.detach()
+            outs.append(out)
+        codes = torch.stack([o.codes for o in outs], -1)
+        total = self.lookup(codes, keep)
+        return QuantizerOutput(z_e + (total - z_e).detach(), codes, sum(o.loss for o in outs),
+                               sum(o.commitment for o in outs), outs[0].perplexity)
+
+    def reset_usage(self) -> torch.Tensor:
+        """Per-code assignment counts (N, K) since the last call, then counting afresh."""
+        return torch.stack([stage.reset_usage() for stage in self.stages])
+
+
+def make_quantizer(cfg: QuantizerConfig, dim: int) -> VectorQuantizer | ResidualVectorQuantizer:
+    """The quantizer of `model.quantizer`: one codebook, or a residual chain of `codebooks`."""
+    if not 0.0 <= cfg.dropout <= 1.0 or (cfg.dropout > 0 and cfg.codebooks < 2):
+        raise ValueError(f"model.quantizer.dropout must lie in [0, 1] and needs codebooks > 1, got "
+                         f"dropout {cfg.dropout} with {cfg.codebooks} codebook(s)")
+    if cfg.codebooks < 1:
+        raise ValueError(f"model.quantizer.codebooks must lie in [1, 255], got {cfg.codebooks}")
+    return VectorQuantizer(cfg, dim) if cfg.codebooks == 1 else ResidualVectorQuantizer(cfg, dim)
