@@ -788,7 +788,8 @@ def describe(tf: TokenFile, data: bytes | None = None) -> dict:
     content = sizes["content"]
     side = sizes.get("voice", 0) + (4 if version > 1 else 0) + (5 if tf.pitch_levels else 0)
     streams = content + sizes.get("pitch", 0) + side
-    used = int(np.unique(tf.tokens).size) if tf.num_tokens else 0
+    books = tf.tokens.reshape(tf.num_tokens, tf.codebooks).T  # one row per codebook
+    used = sum(int(np.unique(b).size) for b in books) if tf.num_tokens else 0  # summed over the codebooks
     duration = tf.duration_s
 
     def bps(nbytes: int) -> float:
@@ -819,8 +820,8 @@ def describe(tf: TokenFile, data: bytes | None = None) -> dict:
         "content_bytes": content,
         "file_bytes": total,
         "distinct_codes_used": used,
-        "codebook_usage": round(used / tf.codebook_size, 4),
-        "entropy_bits_per_token": round(_entropy(tf.tokens), 4),
+        "codebook_usage": round(used / (tf.codebook_size * tf.codebooks), 4),
+        "entropy_bits_per_token": round(float(np.mean([_entropy(b) for b in books])), 4),  # per codebook
     }
 
 

@@ -95,8 +95,8 @@ class Tokenizer:
         steps = self.ladder()
         shown = ", ".join(f"{bps / 1000:g}" for bps in steps)
         if len(steps) < 2:
-            raise VqcodecError(f"this model has one codebook, no bitrate ladder (its rate: {shown} kbps); "
-                               "leave out --kbps / codebooks")
+            raise VqcodecError(f"this model has one codebook: no bitrate ladder to choose a step from "
+                               f"(its rate is {shown} kbps)")
         fits = [k for k, bps in enumerate(steps, 1) if bps <= kbps * 1000 * (1 + KBPS_SLACK)]
         if not fits:
             raise VqcodecError(f"{kbps:g} kbps is below this model's lowest step; its steps are {shown} kbps")

@@ -169,14 +169,20 @@ def _summary(done: str, ok: int, total: int, seconds: float, audio_s: float | No
 @click.option("--chunk-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
 @SKIP_OPTION
+@click.option("--kbps", type=click.FloatRange(min=0, min_open=True), default=None, metavar="X",
+              help="Models with a bitrate ladder (residual codebooks; no shipped model has one yet): keep the "
+                   "first k codebooks, the largest k whose rate (k x bits x frames/s, plus the pitch stream) "
+                   "is at most X kbps (a step up to 2.5% above X counts: 0.56 / 1.1 / 1.7 name 0.5625 / "
+                   "1.125 / 1.6875). The file records k; decode takes any. [default: all codebooks]")
 @click.option("--entropy", is_flag=True,
               help="Entropy-code the tokens with the prior: same tokens, a smaller token stream (real English "
                    "with the shipped priors: 6.0 instead of 9 bits/token; `vqcodec info` shows a file's); "
-                   "decoding needs that prior.")
+                   "decoding needs that prior. Defined for one codebook only: a file of several codebooks "
+                   "(a ladder step above the first) is refused.")
 @click.option("--prior", "prior_name", default=None,
               help="With --entropy: shipped prior name or checkpoint path [default: the shipped model's own "
                    "prior, e.g. default-prior].")
-def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entropy, prior_name):
+def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, kbps, entropy, prior_name):
     """Encode audio files (or directories of them) to .vqc token files.
 
     Any format soundfile reads (wav, flac, ogg, ...); stereo is averaged, other sample rates are
@@ -193,6 +199,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
       vqcodec encode talk.wav --entropy        # entropy-coded with the shipped prior
       vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
       vqcodec encode talk.wav -m vqcodec-real-lowrate --entropy   # with vqcodec-real-lowrate-prior
+      vqcodec encode talk.wav -m runs/real/ladder/checkpoint.pt --kbps 1.1   # a ladder model: 2 of 4 codebooks
     """
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)
@@ -203,6 +210,11 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
         _run_batch([], None, "encoding", failures, "encoded")
         return
     codec = _load(model_name)
+    codebooks = codec.codebooks_for_kbps(kbps) if kbps is not None else codec.codebooks
+    if entropy and codebooks > 1:
+        raise VqcodecError(f"--entropy codes one codebook, but these files would hold {codebooks} (entropy "
+                           "coding is defined for single-codebook content): leave out --entropy, or choose "
+                           "the ladder's lowest step with --kbps")
     if entropy and prior_name is None:
         from ..pretrained import prior_of
 
@@ -216,10 +228,11 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, entr
         if sr != codec.sample_rate and sr not in told:
             told.add(sr)
             _note(f"note: resampling {sr} Hz input to {codec.sample_rate} Hz")
-        tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds, coder)
+        tf = _encode_to(codec, src, dst, _speaker_of(src, codec), force, chunk_seconds, coder, codebooks)
         if len(jobs) == 1:
             rate = codes.rate_line(codes.describe(tf, data=dst.read_bytes()))
-            click.echo(f"{dst}: {len(tf.tokens)} tokens, {tf.duration_s:.2f} s, {rate}")
+            books = f" x {tf.codebooks} of {codec.codebooks} codebooks" if codec.codebooks > 1 else ""
+            click.echo(f"{dst}: {tf.num_tokens} tokens{books}, {tf.duration_s:.2f} s, {rate}")
 
     _run_batch(jobs, work, "encoding", failures, "encoded")
 
@@ -348,10 +361,10 @@ def _entropy_coder(prior_name: str, codec):
 
 
 def _encode_to(codec, src: Path, dst: Path, speaker: str, force: bool, chunk_seconds: float = 5.0,
-               coder=None):
+               coder=None, codebooks: int | None = None):
     """Encode the audio file src into the .vqc file dst (atomically), entropy-coded with `coder`
-    if given; returns the TokenFile."""
-    tf = codec.encode_file_utterance(src, chunk_seconds, speaker=speaker)  # tokens, gain, voice
+    if given, keeping the first `codebooks` codebooks (default all); returns the TokenFile."""
+    tf = codec.encode_file_utterance(src, chunk_seconds, speaker=speaker, codebooks=codebooks)  # tokens, gain, voice
     codes.write(dst, tf, force=force, coder=coder)
     return tf
 

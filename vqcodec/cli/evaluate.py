@@ -57,10 +57,13 @@ def _listen_option(f):
               help="Voice for files whose speaker the model does not know [default: its first speaker].")
 @click.option("--decoder", type=click.Choice(["fast", "wavenet"]), default=None,
               help="v2 models: the decoder to score [default: fast].")
+@click.option("--ladder", is_flag=True,
+              help="A model with a bitrate ladder (residual codebooks): one row per step, k = 1..N codebooks, "
+                   "named by its nominal kbps.")
 @_listen_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, temperature, fallback_speaker,
-             decoder, listen, quiet):
+             decoder, ladder, listen, quiet):
     """Score vqcodec and classical codecs on DATA_DIR: PESQ-WB, STOI, mel distance, bitrate.
 
     Every file is encoded and decoded by each system and scored against the original; a classical
@@ -90,6 +93,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
       vqcodec eval -m runs/vqvae/last.pt data/test --limit 20 -o reports/run1
       vqcodec eval data/synth/eval_us3 --speaker us2 -t 0.8 -o reports/us3   # unseen voice
       vqcodec eval data/test --listen 3 -o reports/small && xdg-open reports/small/index.html
+      vqcodec eval data/real_eval/eval_en -m runs/real/ladder/checkpoint.pt --ladder \\
+          --baselines codec2-1200,codec2-3200,opus-6k -o reports/ladder   # a row per ladder step
     """
     from ..evaluation import baselines, html, report
 
@@ -97,6 +102,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
     names = _baseline_names(baseline_spec)
     if no_model and not names:
         raise VqcodecError("nothing to evaluate: --no-model and no baselines")
+    if no_model and ladder:
+        raise VqcodecError("--ladder scores a model's ladder steps: it cannot go with --no-model")
     files = report.collect_files(data_dir, limit)
     notes: list[str] = []
     systems = {}
@@ -104,12 +111,17 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
         codec = _load_codec(model)
         if fallback_speaker is not None:
             _require_speaker(codec, model, fallback_speaker)
-        label = f"vqcodec ({model}{', ' + decoder if decoder else ''}"
-        label += ")" if temperature == 1.0 else f", T={temperature:g})"
-        systems[label] = report.CodecSystem(
-            codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
-            temperature=temperature, fallback_speaker=fallback_speaker)
-        systems[label].decoder = decoder
+        if ladder and codec.codebooks < 2:
+            raise VqcodecError(f"--ladder: model {model!r} has one codebook, no bitrate ladder")
+        steps = list(enumerate(codec.ladder, 1)) if ladder else [(None, None)]
+        for k, bps in steps:
+            label = f"vqcodec ({model}{', ' + decoder if decoder else ''}"
+            label += "" if k is None else f", {k} of {codec.codebooks} codebooks, {bps / 1000:g} kbps"
+            label += ")" if temperature == 1.0 else f", T={temperature:g})"
+            systems[label] = report.CodecSystem(
+                codec, speaker_of={str(p): s for p, s in files}, notes=notes, seed=seed,
+                temperature=temperature, fallback_speaker=fallback_speaker, codebooks=k)
+            systems[label].decoder = decoder
     for n in names:
         systems[n] = baselines.get(n)
     click.echo(f"evaluating {len(systems)} system(s) on {len(files)} file(s) from {data_dir}", err=True)

@@ -301,11 +301,14 @@ class CodecSystem:
     vector, gain and pitch stream a .vqc carries; the container's header left out, as the
     baselines leave out Opus's header pages); a codec without `encode_utterance` reports its
     `bitrate`. Declares the codec's `delay_samples` (0 when the codec has none: vqcodec's decoder
-    output is time-aligned with its input)."""
+    output is time-aligned with its input). `codebooks`: a ladder model scored at one step, the
+    first k of its codebooks (`vqcodec eval --ladder`: one system per step)."""
 
     def __init__(self, codec, speaker_of: dict | None = None, notes: list[str] | None = None,
-                 temperature: float = 1.0, seed: int = 0, fallback_speaker: str | None = None):
+                 temperature: float = 1.0, seed: int = 0, fallback_speaker: str | None = None,
+                 codebooks: int | None = None):
         self.codec = codec
+        self.codebooks = codebooks  # a ladder model's step: the first k codebooks (None: all)
         self.speaker_of = {str(k): v for k, v in (speaker_of or {}).items()}
         self.fallback_speaker = fallback_speaker
         self.notes = notes if notes is not None else []
@@ -337,7 +340,8 @@ class CodecSystem:
         opts = dict(temperature=self.temperature, seed=self.seed)
         if hasattr(self.codec, "encode_utterance"):
             # what a .vqc holds; v2: the file's own voice vector and gain, unless a voice was chosen
-            tf = self.codec.encode_utterance(wav, sr)
+            tf = (self.codec.encode_utterance(wav, sr) if self.codebooks is None
+                  else self.codec.encode_utterance(wav, sr, codebooks=self.codebooks))
             speaker = self.fallback_speaker if getattr(self.codec, "has_voice", False) else self.speaker_for(source)
             out = self.codec.decode_file(tf, speaker=speaker, decoder=getattr(self, "decoder", None), **opts)
             bitrate = describe(tf)["streams_bps"]
