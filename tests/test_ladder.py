@@ -346,3 +346,28 @@ def test_dropout_draws_change_training_but_not_inference():
         torch.manual_seed(123)
         b = model(wav, torch.zeros(4, dtype=torch.long), ref)["loss"]
     assert float(a) == float(b)  # no draw at evaluation: every codebook
+
+
+def test_the_ladder_recipe_builds_a_four_step_ladder_of_2_25_kbps():
+    from pathlib import Path
+
+    from vqcodec.config import load_config
+    from vqcodec.tokenizer import Tokenizer
+
+    path = Path(__file__).parent.parent / "recipes" / "real" / "ladder.toml"
+    cfg = load_config(path)
+    assert "UNTRAINED" in path.read_text().splitlines()[0]
+    assert cfg.model.quantizer.codebooks == 4 and cfg.model.quantizer.dropout > 0
+    model = VQVAE(cfg.model, 2).eval()
+    assert Tokenizer(model, cfg).ladder() == [562.5, 1125.0, 1687.5, 2250.0]
+
+
+def test_the_prior_refuses_a_token_corpus_of_several_codebooks(codec, tmp_path):
+    from vqcodec.data.tokens import load_token_corpus
+
+    tf = codec.encode_utterance(varied(0.5, 2), 16000, codebooks=2)
+    codes.write(tmp_path / "us1" / "a.vqc", tf)
+    with pytest.raises(VqcodecError, match="holds 2 codebooks per frame, but the prior models one"):
+        load_token_corpus(tmp_path, codec.model_id)
+    codes.write(tmp_path / "us1" / "a.vqc", codec.encode_utterance(varied(0.5, 2), 16000, codebooks=1))
+    assert load_token_corpus(tmp_path, codec.model_id)[0][2].ndim == 1

@@ -29,6 +29,9 @@ def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = Non
             raise VqcodecError(f"{f}: tokens of VQ-VAE model {tf.model_id}, but the prior is for model "
                                f"{expect_model_id} ([prior] vqvae): their codebooks differ; encode the "
                                f"corpus with that model (`vqcodec encode CORPUS -o {root} --model ...`)")
+        if tf.codebooks > 1:
+            raise VqcodecError(f"{f}: holds {tf.codebooks} codebooks per frame, but the prior models one "
+                               "(a prior for a bitrate-ladder model is not supported yet)")
         rel = f.relative_to(root)
         speaker = tf.speaker or (rel.parts[0] if len(rel.parts) > 1 else "")
         out.append((str(rel.with_suffix("")), speaker, tf.tokens))
