@@ -413,7 +413,8 @@ def decode(inputs, output, speaker, model_name, temperature, seed, max_batch, su
 
     Each file is decoded by the model that encoded it: the shipped model with the id the file
     names (tried in order, each loaded only when needed), or the one given with -m.
-    v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
+    A file of a ladder model decodes from the codebooks it holds, however many (`vqcodec info`:
+    codebooks). v2 models use the fast decoder by default (deterministic); --decoder wavenet (and v1 models)
     use the WaveNet decoder, which samples: each file is cut into segments generated side by side
     (with a short warm-up and a cross-fade at each seam), and --temperature / --seed apply.
     Several files are batched together. A failed file leaves no output, and the other files
@@ -679,7 +680,10 @@ def speakers(model_name, language, names_only):
 @click.option("--prior", "prior_names", multiple=True, default=SHIPPED_PRIORS, show_default=True,
               help="Prior(s) for entropy-coded files (shipped name or checkpoint path; repeatable).")
 def info(files, prior_names):
-    """Print what .vqc token files hold: duration, model, streams, bits per token, bitrates.
+    """Print what .vqc token files hold: duration, model, streams, codebooks, bits per token, bitrates.
+
+    `codebooks` is how many codebooks each frame holds: 1, or for a model with a bitrate ladder the
+    first k of its N (`encode --kbps`); usage and entropy are counted per codebook.
 
     Bitrates are bits stored per second of the original audio (as `encode` prints them):
     tokens_bps the content stream (bit-packed or entropy-coded), streams_bps every stream

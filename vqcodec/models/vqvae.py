@@ -1,6 +1,7 @@
 """The VQ-VAE: a tokenizer and the decoders trained on its tokens.
 
     TOKENIZER   wav (B, T) --Encoder--> z_e (B, D, T/hop) --VQ--> codes (B, T/hop)
+                (model.quantizer.codebooks = N > 1: residual VQ --> codes (B, T/hop, N); nn/quantizer.py)
                 reference wav --VoiceEncoder--> voice (B, V)                       [v2]
     DECODERS    (one interface: codes + voice/speaker -> wav)
       fast      z_q + voice --FastDecoder (ConvNeXt, iSTFT)--> wav, deterministic  [v2, default]
