@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from test_v2 import SPEAKERS, make_model, tiny_v2_config, varied
-from tiny import tiny_config, tone
+from test_v2 import SPEAKERS, make_model, saved, tiny_v2_config, v2_path, varied  # noqa: F401 (v2_path: a fixture)
+from tiny import tiny_config
 from vqcodec import checkpoint, codes
 from vqcodec.api import load_model
 from vqcodec.cli import cli
@@ -48,12 +48,7 @@ def ladder_model(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def ladder_path(tmp_path_factory):
-    cfg, model = ladder_model()
-    path = tmp_path_factory.mktemp("ladder") / "ladder.pt"
-    voices = {"us1": [10, 200, 30, 128], "us2": [250, 5, 128, 60]}
-    checkpoint.save(path, {"kind": "vqvae", "config": cfg.to_dict(),
-                           "meta": {"speakers": SPEAKERS, "voices": voices}, "model": model.state_dict()})
-    return str(path)
+    return saved(tmp_path_factory.mktemp("ladder") / "ladder.pt", *ladder_model())
 
 
 @pytest.fixture(scope="module")
@@ -261,25 +256,15 @@ def test_cli_encode_refuses_bad_ladder_requests_with_one_line(ladder_path, tmp_p
     assert not (tmp_path / "t.vqc").exists()
 
 
-def test_cli_encode_kbps_on_a_model_without_ladder(v2_one_path, tmp_path):
+def test_cli_encode_kbps_on_a_model_without_ladder(v2_path, tmp_path):
     src = tmp_path / "talk.wav"
     sf.write(src, varied(0.5, 9), 16000)
-    r = CliRunner().invoke(cli, ["encode", str(src), "-m", v2_one_path, "--kbps", "2", "-o", str(tmp_path / "t.vqc")])
+    r = CliRunner().invoke(cli, ["encode", str(src), "-m", v2_path, "--kbps", "2", "-o", str(tmp_path / "t.vqc")])
     assert r.exit_code != 0 and "one codebook: no bitrate ladder" in r.output
     assert not (tmp_path / "t.vqc").exists()
 
 
-@pytest.fixture(scope="module")
-def v2_one_path(tmp_path_factory):
-    cfg, model = make_model()
-    path = tmp_path_factory.mktemp("one") / "one.pt"
-    checkpoint.save(path, {"kind": "vqvae", "config": cfg.to_dict(),
-                           "meta": {"speakers": SPEAKERS, "voices": {"us1": [1, 2, 3, 4], "us2": [5, 6, 7, 8]}},
-                           "model": model.state_dict()})
-    return str(path)
-
-
-def test_eval_ladder_reports_one_row_per_step(ladder_path, v2_one_path, tmp_path):
+def test_eval_ladder_reports_one_row_per_step(ladder_path, v2_path, tmp_path):
     data = tmp_path / "data" / "us1"
     data.mkdir(parents=True)
     sf.write(data / "a.wav", varied(1.0, 11), 16000)
@@ -293,7 +278,7 @@ def test_eval_ladder_reports_one_row_per_step(ladder_path, v2_one_path, tmp_path
         assert f"{k} of 3 codebooks, {k} kbps" in name and s["num_files"] == 1
     rates = [s["mean"]["bitrate_bps"] for s in systems.values()]
     assert rates[1] - rates[0] == pytest.approx(1000, abs=20) and rates[2] - rates[1] == pytest.approx(1000, abs=20)
-    r = CliRunner().invoke(cli, ["eval", str(tmp_path / "data"), "-m", v2_one_path, "--ladder", "--baselines",
+    r = CliRunner().invoke(cli, ["eval", str(tmp_path / "data"), "-m", v2_path, "--ladder", "--baselines",
                                  "none", "-q", "-o", str(tmp_path / "r2")])
     assert r.exit_code != 0 and "has one codebook, no bitrate ladder" in r.output
 
@@ -308,6 +293,7 @@ def test_a_training_step_with_dropout_runs_and_resumes_exactly(tmp_path):
         cfg = ladder_config(str(tmp_path / out), codebooks=3, dropout=1.0)
         cfg.train.steps = 4
         cfg.train.checkpoint_every = cfg.train.valid_every = 2
+        cfg.train.quality_every, cfg.train.quality_clips = 4, 1
         cfg.data.voice_seconds = 0.3
         return cfg
 
@@ -328,6 +314,9 @@ def test_a_training_step_with_dropout_runs_and_resumes_exactly(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     assert any(k.startswith("quantizer.stages.2.") for k in a)
+    record = checkpoint.load(tmp_path / "full" / "checkpoint.pt")["history"][-1]
+    assert record["codes_used"] >= 3 * record["codes_used_min"] >= 3  # summed over 3 codebooks, and the least
+    assert {"q_stoi", "q_stoi_k1", "q_mel_distance", "q_mel_distance_k1"} <= set(record)  # top step and k = 1
 
 
 def test_dropout_draws_change_training_but_not_inference():

@@ -26,6 +26,8 @@ def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
 def test_default_model_encodes_and_decodes_the_shipped_example():
     codec = vqcodec.load_model("default")
     assert codec.hop == 64 and codec.codebook_size == 512 and codec.bitrate == 2250
+    assert codec.model_id == "09fbd5516c092206"  # what its .vqc files name: unchanged by later config keys
+    assert codec.codebooks == 1 and codec.ladder == [2250.0]
     assert codec.has_voice and codec.decoders == ["fast", "wavenet"]
     assert "us3" not in codec.speakers and "ast_en" not in codec.speakers  # evaluation voices
     wav = load(EXAMPLE)
@@ -49,6 +51,7 @@ def test_lowrate_model_round_trips_the_example_through_a_vqc_file(tmp_path):
 
     codec = vqcodec.load_model("vqcodec-real-lowrate")
     assert codec.hop == 256 and codec.has_pitch and codec.decoders == ["fast"]
+    assert codec.model_id == "8db1a626900988fb" and codec.codebooks == 1
     assert "us3" not in codec.speakers and "ast_en" not in codec.speakers
     wav = load(EXAMPLE)
     tf = codec.encode_utterance(wav, 16000)

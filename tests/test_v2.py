@@ -59,14 +59,17 @@ def make_model(seed: int = 0, cfg=None):
     return cfg, model
 
 
-@pytest.fixture(scope="module")
-def v2_path(tmp_path_factory):
-    cfg, model = make_model()
-    path = tmp_path_factory.mktemp("v2") / "v2.pt"
+def saved(path, cfg, model) -> str:
+    """A checkpoint of a tiny model with two named voices, at `path`."""
     voices = {"us1": [10, 200, 30, 128], "us2": [250, 5, 128, 60]}
     checkpoint.save(path, {"kind": "vqvae", "config": cfg.to_dict(),
                            "meta": {"speakers": SPEAKERS, "voices": voices}, "model": model.state_dict()})
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def v2_path(tmp_path_factory):
+    return saved(tmp_path_factory.mktemp("v2") / "v2.pt", *make_model())
 
 
 @pytest.fixture(scope="module")

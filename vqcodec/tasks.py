@@ -230,8 +230,10 @@ class VQVAETask(_CropTask):
         return {"voices": voices, **({"f0_medians": medians} if model.has_pitch else {})}
 
     def on_valid(self, model, step: int = 0) -> dict:
-        usage = model.quantizer.reset_usage()
+        usage = model.quantizer.reset_usage()  # (K,), or (N, K) with residual codebooks
         out = {"codes_used": int((usage > 0).sum())} if self.cfg.train.stage == "auto" else {}
+        if out and usage.dim() == 2:  # a ladder: codes_used sums the codebooks; also the least-used one's
+            out["codes_used_min"] = int((usage > 0).sum(1).min())
         q = self.cfg.train.quality_every
         if q and step % q == 0 and getattr(model, "fast_decoder", None) is not None:
             out.update(self.quality(model))
@@ -256,25 +258,28 @@ class VQVAETask(_CropTask):
     @torch.no_grad()
     def quality(self, model) -> dict:
         """PESQ-WB, STOI and mel distance of the fast decoder on held-out clips (eval's metrics),
-        each clip's voice from the clip itself, as the codec does."""
+        each clip's voice from the clip itself, as the codec does. A ladder model (N codebooks) is
+        scored at its top step and again from its first codebook alone (keys ending in _k1)."""
         from .evaluation.metrics import mel_distance, pesq_wb, stoi
 
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        scores = {"pesq_wb": [], "stoi": [], "mel_distance": []}
+        steps = {"": None, **({"_k1": 1} if self.cfg.model.quantizer.codebooks > 1 else {})}
+        scores = {f"{name}{suffix}": [] for suffix in steps for name in ("pesq_wb", "stoi", "mel_distance")}
         for wav in self.quality_clips():
             x = torch.from_numpy(wav).to(device).view(1, -1)
             voice = model.voice(x) if model.voice_encoder is not None else None
             codes = model.encode(x)
             pitch = model.pitch_input(model.pitch(x), codes.shape[1]) if model.has_pitch else None
-            out = model.decode_fast(codes, voice, pitch)[0].cpu().numpy()
-            sr = self.cfg.model.sample_rate
-            for name, fn in (("pesq_wb", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
-                try:
-                    scores[name].append(float(fn(wav, out, sr)))
-                except Exception:  # pesq refuses some inputs (no utterance detected)
-                    pass
+            for suffix, k in steps.items():
+                out = model.decode_fast(codes if k is None else codes[..., :k], voice, pitch)[0].cpu().numpy()
+                sr = self.cfg.model.sample_rate
+                for name, fn in (("pesq_wb", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
+                    try:
+                        scores[f"{name}{suffix}"].append(float(fn(wav, out, sr)))
+                    except Exception:  # pesq refuses some inputs (no utterance detected)
+                        pass
         model.train(was_training)
         return {f"q_{k}": float(np.mean(v)) for k, v in scores.items() if v}
 
