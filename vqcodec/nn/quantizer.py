@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..codes import MAX_CODEBOOKS  # what a .vqc content stream can hold
 from ..config import QuantizerConfig
 
 
@@ -57,15 +58,15 @@ class VectorQuantizer(nn.Module):
         return dist2.argmin(1)
 
     def lookup(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """codes (B, T) (or (B, T, 1)) -> vectors (B, D, T); items whose `keep` (B,) is 0 get zeros."""
+        """codes (B, T) (or (B, T, 1)) -> vectors (B, D, T); items whose `keep` (B,) is <= 0 get zeros."""
         if codes.dim() == 3:
             codes = codes[..., 0]
         vectors = F.embedding(codes, self.codebook).transpose(1, 2)
         return vectors if keep is None else vectors * (keep > 0).to(vectors)[:, None, None]
 
     def forward(self, z_e: torch.Tensor, keep: torch.Tensor | None = None) -> QuantizerOutput:
-        """z_e (B, D, T). keep (B,): how many codebooks each item uses (quantizer dropout); items with 0
-        are left out of the losses (their codes still update the codebook)."""
+        """z_e (B, D, T). keep (B,): how many codebooks each item uses from this one on (quantizer
+        dropout); items with keep <= 0 are left out of the losses (their codes still update the codebook)."""
         B, D, T = z_e.shape
         flat = z_e.transpose(1, 2).reshape(-1, D)
         codes = self.nearest(flat.detach())
@@ -143,8 +144,8 @@ class ResidualVectorQuantizer(nn.Module):
 
     def __init__(self, cfg: QuantizerConfig, dim: int):
         super().__init__()
-        if not 2 <= cfg.codebooks <= 255:
-            raise ValueError(f"model.quantizer.codebooks must lie in [1, 255], got {cfg.codebooks}")
+        if not 2 <= cfg.codebooks <= MAX_CODEBOOKS:
+            raise ValueError(f"a residual quantizer has 2 to {MAX_CODEBOOKS} codebooks, got {cfg.codebooks}")
         self.cfg = cfg
         self.dim = dim
         self.stages = nn.ModuleList(VectorQuantizer(cfg, dim) for _ in range(cfg.codebooks))
@@ -206,6 +207,6 @@ def make_quantizer(cfg: QuantizerConfig, dim: int) -> VectorQuantizer | Residual
     if not 0.0 <= cfg.dropout <= 1.0 or (cfg.dropout > 0 and cfg.codebooks < 2):
         raise ValueError(f"model.quantizer.dropout must lie in [0, 1] and needs codebooks > 1, got "
                          f"dropout {cfg.dropout} with {cfg.codebooks} codebook(s)")
-    if cfg.codebooks < 1:
-        raise ValueError(f"model.quantizer.codebooks must lie in [1, 255], got {cfg.codebooks}")
+    if not 1 <= cfg.codebooks <= MAX_CODEBOOKS:
+        raise ValueError(f"model.quantizer.codebooks must lie in [1, {MAX_CODEBOOKS}], got {cfg.codebooks}")
     return VectorQuantizer(cfg, dim) if cfg.codebooks == 1 else ResidualVectorQuantizer(cfg, dim)
