@@ -72,6 +72,18 @@ def test_harmonic_source_sounds_at_its_f0_below_nyquist(f0):
     np.testing.assert_allclose(np.sqrt(np.mean(wav ** 2)), SINE_AMPLITUDE * math.sqrt(K / 2), rtol=0.02)
 
 
+def test_harmonic_source_equals_the_explicit_sum_of_its_sines():
+    f0 = torch.tensor([[50.0] * 3000 + [173.3] * 3000 + [499.0] * 2000])
+    out = harmonic_source(f0, SR, centre=4000)[0].double()
+    cum = torch.cumsum(f0[0].double(), 0)
+    phase = 2 * math.pi / SR * (cum - cum[4000])
+    ref = torch.zeros_like(phase)
+    for lo, hi, f in ((0, 3000, 50.0), (3000, 6000, 173.3), (6000, 8000, 499.0)):
+        ref[lo:hi] = sum(torch.sin(k * phase[lo:hi]) for k in range(1, math.ceil(SR / 2 / f)))
+    assert out[4000] == 0                                 # phase 0 at the centre
+    assert float((out - SINE_AMPLITUDE * ref).abs().max()) < 1e-3 * float(SINE_AMPLITUDE * ref.abs().max())
+
+
 def test_harmonic_source_follows_a_glide_and_is_silent_when_unvoiced():
     f0 = torch.cat([torch.linspace(100, 200, SR), torch.zeros(SR // 4)])[None]
     wav = harmonic_source(f0, SR)[0].numpy()

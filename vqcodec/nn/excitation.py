@@ -36,17 +36,17 @@ UNVOICED_NOISE_STD = SINE_AMPLITUDE / 3  # unvoiced frames: noise only
 def harmonic_source(f0: torch.Tensor, sample_rate: int, centre: int = 0) -> torch.Tensor:
     """Sum of the harmonics k * F0 < sample_rate / 2, each of amplitude SINE_AMPLITUDE, of a per-sample
     F0 (..., L) in Hz (0: unvoiced, silent there); the phase is accumulated sample by sample, 0 at
-    index `centre`. Closed form of sum_k sin(k phi) (three sines a sample, not one per harmonic)."""
+    index `centre`. Closed form of sum_{k<=K} sin(k phi) = sin(K phi/2) sin((K+1) phi/2) / sin(phi/2)
+    (three sines a sample, not one per harmonic; K may change from sample to sample)."""
     f0 = f0.float()
     cum = torch.cumsum(f0, -1)
     phase = 2 * math.pi / sample_rate * (cum - cum[..., centre:centre + 1])
-    voiced = f0 > 0
-    K = torch.where(voiced, torch.floor((sample_rate / 2) / f0.clamp_min(1.0)), torch.zeros_like(f0))
-    half = phase / 2
-    den = torch.sin(half)
-    num = torch.sin(K * half) * torch.sin((K + 1) * half)
-    safe = den.abs() > 1e-4  # at phase = 2 pi m every sin(k phi) is 0
-    out = torch.where(safe, num / torch.where(safe, den, torch.ones_like(den)), torch.zeros_like(den))
+    psi = phase - 2 * math.pi * torch.round(phase / (2 * math.pi))   # the same angle in [-pi, pi]
+    K = torch.where(f0 > 0, torch.ceil((sample_rate / 2) / f0.clamp_min(1.0)) - 1, torch.zeros_like(f0))
+    den = torch.sin(psi / 2)
+    small = psi.abs() < 1e-3  # near 0 the quotient is 0 / 0: there sum_k sin(k psi) ~ psi K (K + 1) / 2
+    closed = torch.sin(K * psi / 2) * torch.sin((K + 1) * psi / 2) / torch.where(small, torch.ones_like(den), den)
+    out = torch.where(small, psi * K * (K + 1) / 2, closed)
     return SINE_AMPLITUDE * out
 
 
