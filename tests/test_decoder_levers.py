@@ -381,3 +381,38 @@ def test_the_discriminator_trains_and_only_with_a_fast_decoder(stage1, tmp_path)
     bad.model.loss.adversarial_weight = 1.0
     with pytest.raises(ValueError, match="adversarial_weight"):
         VQVAE(bad.model, 2)
+
+
+def test_torchrun_two_processes_with_the_discriminator_and_ema(tmp_path):
+    """Under DDP (gloo, 2 ranks) the discriminator steps outside DDP (its parameters ignored by it,
+    its gradients averaged by hand): the run finishes and both ranks end with the same weights,
+    discriminator included; the checkpoint holds the EMA and the discriminator's optimizer."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from test_train import DDP_SPY, write_corpus
+
+    cfg = harmonic_config(str(tmp_path / "run"), device="cpu")
+    cfg.data.root = str(write_corpus(tmp_path / "corpus", seconds=1.0))
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.data.valid_fraction = cfg.data.test_fraction = 0.0
+    cfg.data.voice_seconds = 0.3
+    cfg.model.decoder.layers = 0  # no WaveNet: stage auto would leave its parameters without gradients
+    cfg.model.loss.phase_weight, cfg.model.loss.adversarial_weight, cfg.train.ema_decay = 0.3, 1.0, 0.9
+    cfg.train.steps = 4
+    cfg.to_toml(tmp_path / "tiny.toml")
+    (tmp_path / "spy.py").write_text(DDP_SPY)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(tmp_path / "spy.py"), str(tmp_path),
+           "train", "vqvae", str(tmp_path / "tiny.toml"), "--set", "train.valid_every=2",
+           "--set", "train.checkpoint_every=2"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert any(k.startswith("fast_discriminator.") for k in ranks[0])
+    for key in ranks[0]:
+        if not key.endswith("usage"):  # rank 0 alone resets the usage counter when it validates
+            assert torch.equal(ranks[0][key], ranks[1][key]), key
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    assert state["step"] == 4 and "ema" in state and "disc_optimizer" in state

@@ -179,6 +179,9 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
 
     wrapped = model
     if world > 1:
+        if disc is not None:  # stepped outside DDP's forward/backward (_discriminator_step syncs it by hand)
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [k for k, p in model.named_parameters() if id(p) in disc_ids])
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
