@@ -367,6 +367,22 @@ def test_validation_runs_on_the_ema(stage1, tmp_path):
     assert any("valid_loss" in r for r in log)
 
 
+def test_ema_switched_on_at_a_resume_starts_from_the_resumed_weights(stage1, tmp_path):
+    _, init, _ = stage1
+    cfg = _fast_stage(tmp_path, "late", init, 4)
+    cfg.train.lr = 0.05
+    _losses(cfg, max_steps=2)
+    at2 = checkpoint.load(tmp_path / "late" / "checkpoint.pt")
+    assert "ema" not in at2
+    cfg.train.ema_decay = 1 - 1e-9                    # the average stays where it started
+    _losses(cfg, resume=True)
+    end = checkpoint.load(tmp_path / "late" / "checkpoint.pt")
+    assert end["step"] == 4
+    for key, value in end["ema"].items():
+        torch.testing.assert_close(value, at2["model"][key], rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.equal(v, end["model"][k]) for k, v in end["ema"].items())
+
+
 def test_the_discriminator_trains_and_only_with_a_fast_decoder(stage1, tmp_path):
     _, init, _ = stage1
     cfg = _fast_stage(tmp_path, "gan", init, 2, loss__adversarial_weight=1.0)

@@ -157,16 +157,13 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     disc_optimizer = (torch.optim.AdamW(disc.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                         weight_decay=cfg.train.weight_decay) if disc is not None else None)
     optimizers = [o for o in (optimizer, disc_optimizer) if o is not None]
-    ema = WeightEMA(named, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    step, history = 0, []
+    step, history, state = 0, [], None
     if resume and ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if disc_optimizer is not None:
             disc_optimizer.load_state_dict(state["disc_optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
         step, history = state["step"], state.get("history", [])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
@@ -176,6 +173,12 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
             tqdm.write(f"resumed from {ckpt_path} at step {step}")
     elif resume and rank == 0:
         tqdm.write(f"no checkpoint in {out_dir}: starting from scratch")
+    ema = WeightEMA(named, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and state is not None:
+        if "ema" in state:
+            ema.load_state_dict(state["ema"])
+        elif rank == 0:  # switched on for the rest of a run
+            tqdm.write(f"{ckpt_path} has no weight EMA: it starts from the resumed weights")
 
     wrapped = model
     if world > 1:
