@@ -38,7 +38,8 @@ from ..nn.wavenet import WaveNet
 
 CONDITIONING_CHANNELS = 128
 DECODERS = ("fast", "wavenet")
-TRAINING_ONLY = ("speaker_adversary.", "voice_classifier.", "fast_discriminator.")  # state-dict prefixes no decoder or tokenizer needs
+# state-dict prefixes no decoder or tokenizer needs
+TRAINING_ONLY = ("speaker_adversary.", "voice_classifier.", "fast_discriminator.")
 
 
 class ConditioningNet(nn.Module):
