@@ -5,6 +5,7 @@
      "config": Config.to_dict(), "meta": {"speakers": [...], ...}, "model": state_dict,
      # training checkpoints only:
      "step": int, "optimizer": state_dict, "rng": {"torch": ByteTensor, "cuda": [...]},
+     "disc_optimizer": state_dict (a fast-decoder discriminator), "ema": {param name: tensor} (train.ema_decay),
      "history": [{"step": ..., "valid_loss": ...}, ...]}
 """
 from __future__ import annotations
@@ -51,9 +52,12 @@ def config_of(state: dict[str, Any]) -> Config:
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Strip optimizer and RNG state: what ships in pretrained/."""
+    """Strip optimizer and RNG state: what ships in pretrained/. A run with a weight EMA
+    (train.ema_decay) ships the averaged weights of the parameters it trained."""
     state = load(src)
     keep = {k: state[k] for k in ("kind", "config", "meta", "model", "step", "history") if k in state}
+    if "ema" in state:
+        keep["model"] = {**state["model"], **state["ema"]}
     save(dst, keep)
 
 

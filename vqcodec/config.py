@@ -86,7 +86,11 @@ class FastDecoderConfig:
     channels: int = 192
     mlp_ratio: int = 3
     kernel_size: int = 7
-    n_fft: int = 256             # iSTFT size; the hop is the token hop
+    n_fft: int = 256             # iSTFT size; the hop is the token hop. Larger (512, 1024) at the same
+                                 # hop resolves low voices' harmonics (256 points: 62.5 Hz bins); only
+                                 # the head and the chunk context grow, the network does not
+    excitation: str = ""         # "": none; "harmonic" (needs [model.pitch]): the log-magnitude STFT of a
+                                 # sine + noise source at the decoded F0 joins the input (issue 22)
 
 
 @dataclass
@@ -95,6 +99,12 @@ class LossConfig:
     stft_resolutions: list = field(default_factory=lambda: [[256, 64], [512, 128], [1024, 256], [2048, 512]])
     mel_weight: float = 2.0
     stft_weight: float = 1.0
+    phase_weight: float = 0.0    # > 0: APNet-style phase losses on the fast decoder's own STFT frames
+                                 # (anti-wrapped instantaneous phase, group delay, instantaneous frequency,
+                                 # STFT consistency), their sum x weight added (issue 22)
+    adversarial_weight: float = 0.0  # > 0: a multi-resolution STFT discriminator (training-only) and
+                                 # feature matching; its LSGAN loss x weight and 2 x weight x feature
+                                 # matching join the fast decoder's loss (a fine-tune: train.stage = "fast")
 
 
 @dataclass
@@ -200,6 +210,8 @@ class TrainConfig:
     quality_every: int = 0       # decode held-out clips every N steps, log PESQ/STOI/mel (0: never)
     quality_clips: int = 4
     threads: int = 0             # torch threads (0: torch's default)
+    ema_decay: float = 0.0       # > 0: an exponential moving average of the trained weights (e.g. 0.999),
+                                 # kept in the checkpoint; validation, the quality monitor and `export` use it
 
 
 @dataclass

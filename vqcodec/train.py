@@ -6,9 +6,16 @@ Adam, an optional cosine schedule, gradient clipping, validation, atomic checkpo
 resume (model, optimizer, step, torch RNG; batches depend only on the step, so nothing else is
 needed), tqdm progress, a JSON-lines log, and DistributedDataParallel under torchrun (gloo on CPU,
 nccl on GPU): `torchrun --nproc_per_node N -m vqcodec train ...` runs the same code.
+
+Two options (issue 22), both in the checkpoint so resume stays exact:
+- `train.ema_decay` > 0: an exponential moving average of the trained parameters (`WeightEMA`);
+  validation and the quality monitor run on it, and `export` ships it.
+- a model with a `discriminator` (the fast decoder's, `model.loss.adversarial_weight`): after each
+  generator step the discriminator takes its own AdamW step on the crops the step returned.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -82,6 +89,47 @@ def _truncate_log(path: Path, step: int) -> None:
         tmp.write_text("".join(kept))
 
 
+class WeightEMA:
+    """ema <- decay * ema + (1 - decay) * weight after every optimizer step, for each parameter the
+    run trains (by state-dict name). Frozen parameters and buffers (the EMA codebook, usage counts)
+    are the model's own: averaging a constant in floating point could change it, and a frozen
+    tokenizer must stay bit-identical (its id)."""
+
+    def __init__(self, named_params: dict[str, nn.Parameter], decay: float):
+        if not 0 < decay < 1:
+            raise VqcodecError(f"train.ema_decay must be in (0, 1) (0: off), got {decay}")
+        self.params, self.decay = named_params, decay
+        self.shadow = {k: p.detach().clone() for k, p in named_params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for k, p in self.params.items():
+            self.shadow[k].lerp_(p.detach(), 1 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise VqcodecError("the checkpoint's weight EMA does not match the parameters this run trains")
+        for k, v in state.items():
+            self.shadow[k].copy_(v)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model's trained parameters replaced by their averages inside the block, restored bit for bit after."""
+        saved = {k: p.detach().clone() for k, p in self.params.items()}
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(self.shadow[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in self.params.items():
+                    p.copy_(saved[k])
+
+
 def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None = None,
           progress: bool = True, on_step: Callable[[int, dict], None] | None = None) -> Path:
     """Train until cfg.train.steps (or max_steps more steps, for tests); returns the checkpoint."""
@@ -100,14 +148,22 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
         torch.set_num_threads(cfg.train.threads)
     torch.set_flush_denormal(True)  # denormals in small gradients slow CPU training
     model = task.build_model().to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    disc = getattr(model, "discriminator", None)
+    disc_ids = {id(p) for p in disc.parameters()} if disc is not None else set()
+    named = {k: p for k, p in model.named_parameters() if p.requires_grad and id(p) not in disc_ids}
+    params = list(named.values())
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                   weight_decay=cfg.train.weight_decay)
-    step, history = 0, []
+    disc_optimizer = (torch.optim.AdamW(disc.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+                                        weight_decay=cfg.train.weight_decay) if disc is not None else None)
+    optimizers = [o for o in (optimizer, disc_optimizer) if o is not None]
+    step, history, state = 0, [], None
     if resume and ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if disc_optimizer is not None:
+            disc_optimizer.load_state_dict(state["disc_optimizer"])
         step, history = state["step"], state.get("history", [])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
@@ -117,9 +173,18 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
             tqdm.write(f"resumed from {ckpt_path} at step {step}")
     elif resume and rank == 0:
         tqdm.write(f"no checkpoint in {out_dir}: starting from scratch")
+    ema = WeightEMA(named, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and state is not None:
+        if "ema" in state:
+            ema.load_state_dict(state["ema"])
+        elif rank == 0:  # switched on for the rest of a run
+            tqdm.write(f"{ckpt_path} has no weight EMA: it starts from the resumed weights")
 
     wrapped = model
     if world > 1:
+        if disc is not None:  # stepped outside DDP's forward/backward (_discriminator_step syncs it by hand)
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [k for k, p in model.named_parameters() if id(p) in disc_ids])
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -132,9 +197,13 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     def save_checkpoint():
         if rank != 0:
             return
+        with contextlib.nullcontext() if ema is None else ema.applied():  # named voices of what export ships
+            meta = {**task.metadata(), **task.model_metadata(model)}
         checkpoint.save(ckpt_path, {
-            "kind": task.kind, "config": cfg.to_dict(), "meta": {**task.metadata(), **task.model_metadata(model)},
+            "kind": task.kind, "config": cfg.to_dict(), "meta": meta,
             "model": model.state_dict(), "step": step, "optimizer": optimizer.state_dict(),
+            **({"disc_optimizer": disc_optimizer.state_dict()} if disc_optimizer is not None else {}),
+            **({"ema": ema.state_dict()} if ema is not None else {}),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             "history": history})
@@ -144,15 +213,19 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     try:
         while step < end:
             wrapped.train()
-            for group in optimizer.param_groups:
+            for group in (g for o in optimizers for g in o.param_groups):
                 group["lr"] = lr_at(cfg, step)
             batch = task.train_batch(step, rank, world)
             out = task.compute(wrapped, batch, device)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             optimizer.step()
+            if disc_optimizer is not None:
+                out = {**out, **_discriminator_step(model, disc, disc_optimizer, out, cfg.train.grad_clip, world)}
+            if ema is not None:
+                ema.update()
             step += 1
             steps_done += 1
             scalars = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
@@ -166,7 +239,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
                     log.flush()
             if step % cfg.train.valid_every == 0 or step == end:
                 if rank == 0:
-                    record = {"step": step, **validate(task, model, device, step),
+                    record = {"step": step, **validate(task, model, device, step, ema),
                               "samples_per_s": _throughput(task, batch, steps_done, started, world)}
                     history.append(record)
                     log.write(json.dumps(record) + "\n")
@@ -184,8 +257,35 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     return ckpt_path
 
 
+def _discriminator_step(model, disc: nn.Module, optimizer, out: dict, grad_clip: float,
+                        world: int) -> dict[str, torch.Tensor]:
+    """One AdamW step of the discriminator on the crops of the generator step just taken ("disc": its
+    loss). Its gradients are averaged over processes by hand: it runs outside DistributedDataParallel."""
+    optimizer.zero_grad(set_to_none=True)  # also drops what the generator's loss left on it
+    loss = model.discriminator_loss(out)
+    if loss is None:
+        return {}
+    loss.backward()
+    if world > 1:
+        for p in disc.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(disc.parameters(), grad_clip)
+    optimizer.step()
+    return {"disc": loss.detach()}
+
+
+def validate(task: Task, model: nn.Module, device: torch.device, step: int = 0,
+             ema: WeightEMA | None = None) -> dict[str, float]:
+    """Validation losses and the task's on_valid figures, on the weight EMA when there is one."""
+    with contextlib.nullcontext() if ema is None else ema.applied():
+        return _validate(task, model, device, step)
+
+
 @torch.no_grad()
-def validate(task: Task, model: nn.Module, device: torch.device, step: int = 0) -> dict[str, float]:
+def _validate(task: Task, model: nn.Module, device: torch.device, step: int = 0) -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {}
     n = 0

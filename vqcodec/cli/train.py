@@ -83,7 +83,8 @@ def train_prior(config_path, resume, overrides):
 @click.argument("src", metavar="CHECKPOINT")
 @click.argument("dst", metavar="OUT")
 def export(src, dst):
-    """Strip optimizer and RNG state from a training checkpoint (what ships in pretrained/).
+    """Strip optimizer and RNG state from a training checkpoint (what ships in pretrained/); a run
+    with a weight EMA (train.ema_decay) ships the averaged weights.
 
     \b
     Example:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..audio import mulaw_encode
 from ..config import ModelConfig
 from ..nn.encoder import Encoder
+from ..nn.discriminator import MultiResolutionDiscriminator
 from ..nn.fast_decoder import FastDecoder
 from ..nn.perturb import SpeakerAdversary, SpeakerPerturbation, frequency_warp, random_warp_factors
 from ..nn.pitch import NUM_FEATURES as PITCH_FEATURES, PitchQuantizer, pitch_features, yin_f0
@@ -38,7 +39,8 @@ from ..nn.wavenet import WaveNet
 
 CONDITIONING_CHANNELS = 128
 DECODERS = ("fast", "wavenet")
-TRAINING_ONLY = ("speaker_adversary.", "voice_classifier.")  # state-dict prefixes no decoder or tokenizer needs
+# state-dict prefixes no decoder or tokenizer needs
+TRAINING_ONLY = ("speaker_adversary.", "voice_classifier.", "fast_discriminator.")
 
 
 class ConditioningNet(nn.Module):
@@ -68,10 +70,15 @@ class VQVAE(nn.Module):
         if self.pitch_quantizer is not None and not cfg.fast.blocks:
             raise ValueError("model.pitch needs the fast decoder (model.fast.blocks > 0)")
         self.fast_decoder = (FastDecoder(cfg.fast, cfg.encoder.dim, cfg.voice.dim, cfg.hop,
-                                         PITCH_FEATURES if cfg.pitch.levels else 0)
+                                         PITCH_FEATURES if cfg.pitch.levels else 0, cfg.sample_rate)
                              if cfg.fast.blocks else None)
         self.spectral_loss = (SpectralLoss(cfg.loss.stft_resolutions, cfg.sample_rate, cfg.loss.mel_weight,
-                                           cfg.loss.stft_weight) if self.fast_decoder is not None else None)
+                                           cfg.loss.stft_weight, cfg.loss.phase_weight, (cfg.fast.n_fft, cfg.hop))
+                              if self.fast_decoder is not None else None)
+        if cfg.loss.adversarial_weight < 0 or (cfg.loss.adversarial_weight > 0 and self.fast_decoder is None):
+            raise ValueError("model.loss.adversarial_weight must be >= 0 and needs the fast decoder")
+        # training-only (issue 22): the fast decoder's discriminator; train.py steps it with its own optimizer
+        self.fast_discriminator = MultiResolutionDiscriminator() if cfg.loss.adversarial_weight > 0 else None
         if cfg.decoder.layers:
             self.conditioning = ConditioningNet(cfg.encoder.dim)
             self.decoder = WaveNet(cfg.decoder, num_classes=cfg.mulaw_channels,
@@ -196,6 +203,8 @@ class VQVAE(nn.Module):
         if self.stage == "auto":
             return []
         others = [self.fast_decoder] if self.stage == "wavenet" else [self.conditioning, self.decoder]
+        if self.stage == "wavenet":
+            others.append(self.fast_discriminator)
         return [m for m in self.tokenizer_parts + others + [self.speaker_adversary, self.voice_classifier]
                 if m is not None]
 
@@ -224,9 +233,8 @@ class VQVAE(nn.Module):
         if self.fast_decoder is not None and self.stage == "auto":
             z_e = self._encode_perturbed(wav)
             vq = self.quantizer(z_e, keep)
-            pred = self.fast_decoder(vq.quantized, voice, pitch)
-            spec = self.spectral_loss(pred, wav)  # the target is always the clean crop
-            out = self._with_adversary({"loss": spec["loss"] + vq.loss, "stft": spec["stft"], "mel": spec["mel"],
+            spec = self._fast_losses(vq.quantized, voice, pitch, wav)  # the target is always the clean crop
+            out = self._with_adversary({**spec, "loss": spec["loss"] + vq.loss,
                                         "commitment": vq.commitment, "perplexity": vq.perplexity,
                                         "codes": vq.codes}, z_e, speakers)
             out = self._with_consistency(out, wav, z_e)
@@ -234,8 +242,7 @@ class VQVAE(nn.Module):
         if self.stage == "fast":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav), keep)
-            spec = self.spectral_loss(self.fast_decoder(z_q, voice.detach(), pitch), wav)
-            return {"loss": spec["loss"], "stft": spec["stft"], "mel": spec["mel"]}
+            return self._fast_losses(z_q, voice.detach(), pitch, wav)
         if self.stage == "wavenet":
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.encode(wav), keep)
@@ -259,6 +266,31 @@ class VQVAE(nn.Module):
         if not (self.training and self.cfg.quantizer.dropout > 0):
             return None
         return self.quantizer.draw_keep(batch).to(self.quantizer.codebook.device)
+
+    def _fast_losses(self, z_q: torch.Tensor, voice, pitch, wav: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fast decoder's losses against the crop wav: spectral (+ phase, model.loss.phase_weight);
+        while training with a discriminator also adversarial_weight x ("adv" + 2 "fm"), and the crops
+        the discriminator step needs ("real", "fake": not scalars, so never logged)."""
+        frames = self.fast_decoder.frames(z_q, voice, pitch)
+        pred = self.fast_decoder.synthesize(*frames)
+        out = self.spectral_loss(pred, wav, frames)
+        if self.fast_discriminator is None or not self.training:
+            return out
+        gan = self.fast_discriminator.generator_loss(wav, pred)
+        loss = out["loss"] + self.cfg.loss.adversarial_weight * (gan["adv"] + 2 * gan["fm"])
+        return {**out, **gan, "loss": loss, "real": wav, "fake": pred.detach()}
+
+    @property
+    def discriminator(self) -> nn.Module | None:
+        """The training-only discriminator train.py steps after each generator step (None: none)."""
+        return self.fast_discriminator if self.stage != "wavenet" else None
+
+    def discriminator_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The discriminator's loss on a training step's crops (`forward`'s "real", "fake"); None when
+        that step had none."""
+        if self.discriminator is None or "fake" not in out:
+            return None
+        return self.fast_discriminator.discriminator_loss(out["real"], out["fake"])
 
     def _encode_perturbed(self, wav: torch.Tensor) -> torch.Tensor:
         """z_e of the crop as the encoder sees it in training: warped (`warp`) and/or with a random

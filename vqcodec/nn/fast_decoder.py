@@ -7,6 +7,11 @@
 no upsampling; the iSTFT head (Vocos) turns frames into samples. Every layer is non-causal with a
 fixed receptive field (`context` tokens each side), so a long file can be decoded in overlapping
 chunks (decoders.py). No sampling: the same tokens and voice always give the same audio.
+
+Options (issue 22, all off by default): `excitation = "harmonic"` adds the log spectrum of a
+sine + noise source at the decoded F0 (nn/excitation.py) to the input, on models with a pitch
+stream; a larger `n_fft` at the same hop gives the head finer frequency bins. `frames` exposes
+the head's STFT frames for the phase losses (nn/spectral.py).
 """
 from __future__ import annotations
 
@@ -15,6 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import FastDecoderConfig
+from .excitation import excitation_frames
+from .pitch import f0_of_features
+
+EXCITATIONS = ("", "harmonic")
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -57,18 +66,25 @@ class ConvNeXtBlock(nn.Module):
 
 
 class FastDecoder(nn.Module):
-    def __init__(self, cfg: FastDecoderConfig, in_dim: int, voice_dim: int, hop: int, pitch_dim: int = 0):
+    def __init__(self, cfg: FastDecoderConfig, in_dim: int, voice_dim: int, hop: int, pitch_dim: int = 0,
+                 sample_rate: int = 16000):
         super().__init__()
         if cfg.kernel_size % 2 == 0:
             raise ValueError("fast decoder kernel_size must be odd (centred, non-causal)")
         if cfg.n_fft < hop:
             raise ValueError(f"fast decoder n_fft {cfg.n_fft} is smaller than the hop {hop}")
-        self.cfg, self.hop, self.voice_dim = cfg, hop, voice_dim
+        if cfg.excitation not in EXCITATIONS:
+            raise ValueError(f"model.fast.excitation must be one of {EXCITATIONS}, got {cfg.excitation!r}")
+        if cfg.excitation and not pitch_dim:
+            raise ValueError("model.fast.excitation = 'harmonic' needs the pitch stream ([model.pitch] levels > 0)")
+        self.cfg, self.hop, self.voice_dim, self.sample_rate = cfg, hop, voice_dim, sample_rate
         C = cfg.channels
         self.inp = nn.Conv1d(in_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
         self.pitch_dim = pitch_dim  # > 0: pitch features (nn/pitch.py) join the tokens at the input
         self.pitch_inp = (nn.Conv1d(pitch_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
                           if pitch_dim else None)
+        # the source's log spectrum per frame -> channels (a 1x1 conv: each frame already spans n_fft samples)
+        self.excitation_inp = nn.Conv1d(cfg.n_fft // 2 + 1, C, 1) if cfg.excitation else None
         self.norm_in = AdaptiveLayerNorm(C, voice_dim)
         self.blocks = nn.ModuleList(ConvNeXtBlock(C, cfg.mlp_ratio, cfg.kernel_size, voice_dim)
                                     for _ in range(cfg.blocks))
@@ -80,12 +96,24 @@ class FastDecoder(nn.Module):
     def context(self) -> int:
         """Tokens each side beyond which an output frame cannot depend, plus the iSTFT's overlap."""
         half = self.cfg.kernel_size // 2
-        return half * (1 + self.cfg.blocks) + -(-self.cfg.n_fft // (2 * self.hop))
+        frame = -(-self.cfg.n_fft // (2 * self.hop))  # tokens one STFT frame spans each side
+        return half * (1 + self.cfg.blocks) + frame * (2 if self.excitation_inp is not None else 1)
 
     def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
                 pitch: torch.Tensor | None = None) -> torch.Tensor:
         """z_q (B, D, T) codebook vectors, voice (B, voice_dim), pitch (B, pitch_dim, T) features
         -> waveform (B, T * hop)."""
+        return self.synthesize(*self.frames(z_q, voice, pitch))
+
+    def synthesize(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """The head's STFT frames, magnitude and phase (B, n_fft // 2 + 1, T) each -> waveform (B, T * hop)."""
+        return torch.istft(torch.polar(mag, phase), self.cfg.n_fft, self.hop, window=self.window,
+                           center=True, length=mag.shape[-1] * self.hop)
+
+    def frames(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
+               pitch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The STFT frames the head predicts (see forward): magnitude and unwrapped phase (radians),
+        (B, n_fft // 2 + 1, T) each."""
         if self.voice_dim and voice is None:
             raise ValueError("this decoder needs a voice vector")
         if (self.pitch_dim > 0) != (pitch is not None):
@@ -95,13 +123,12 @@ class FastDecoder(nn.Module):
         x = self.inp(z_q)
         if pitch is not None:
             x = x + self.pitch_inp(pitch)
+        if self.excitation_inp is not None:
+            f0 = f0_of_features(pitch)
+            x = x + self.excitation_inp(excitation_frames(f0, self.sample_rate, self.hop, self.cfg.n_fft))
         x = self.norm_in(x.transpose(1, 2), cond).transpose(1, 2)
         for block in self.blocks:
             x = block(x, cond)
         frames = self.head(self.norm_out(x.transpose(1, 2)))  # (B, T, n_fft + 2)
         log_mag, phase = frames.transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
-        mag = torch.exp(log_mag.clamp(max=6.0))
-        spec = torch.polar(mag, phase)
-        T = z_q.shape[-1]
-        return torch.istft(spec, self.cfg.n_fft, self.hop, window=self.window, center=True,
-                           length=T * self.hop)
+        return torch.exp(log_mag.clamp(max=6.0)), phase

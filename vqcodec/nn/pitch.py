@@ -170,3 +170,11 @@ def pitch_features(f0: torch.Tensor, every: int, num_tokens: int) -> torch.Tenso
     if feats.shape[1] < num_tokens:
         raise ValueError(f"pitch stream too short: {f0.shape[1]} values for {num_tokens} tokens")
     return feats.transpose(1, 2).contiguous()
+
+
+def f0_of_features(feats: torch.Tensor) -> torch.Tensor:
+    """The inverse of `pitch_features`: (B, NUM_FEATURES, T) -> F0 in Hz per token (B, T), 0 where
+    unvoiced (from the voicing and log2 F0 rows; equal to the held F0 to float rounding)."""
+    voiced = feats[:, 0] > 0.5
+    f0 = F0_REFERENCE_HZ * torch.exp2(feats[:, 1])
+    return torch.where(voiced, f0, torch.zeros_like(f0))

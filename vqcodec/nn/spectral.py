@@ -7,6 +7,8 @@ checkpoint.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -77,19 +79,55 @@ class LogMel(nn.Module):
         return torch.log(torch.matmul(self.fb.to(mag.dtype), mag) + 1e-5)
 
 
+def anti_wrap(x: torch.Tensor) -> torch.Tensor:
+    """|x| after wrapping to [-pi, pi]: the distance of two phases, blind to whole turns (APNet)."""
+    return torch.abs(x - 2 * math.pi * torch.round(x / (2 * math.pi)))
+
+
+def phase_losses(mag: torch.Tensor, phase: torch.Tensor, target: torch.Tensor, n_fft: int,
+                 hop: int) -> dict[str, torch.Tensor]:
+    """APNet-style phase losses (Ai & Ling, arXiv 2305.07952) of predicted STFT frames against the
+    target waveform's STFT at the same framing (Hann, centred; T frames of T * hop samples):
+    anti-wrapped instantaneous phase ("ip"), group delay (the phase difference between neighbouring
+    bins, "gd") and instantaneous frequency (between neighbouring frames, "iaf"), and the STFT
+    consistency ("consistency": the L1 distance, real and imaginary parts, between the frames and
+    the STFT of their own iSTFT; a frame set no waveform has is lost in the overlap-add).
+    mag, phase (B, n_fft // 2 + 1, T); target (B, T * hop). Costs two STFTs and one iSTFT."""
+    T = phase.shape[-1]
+    window = _window(n_fft, target.device, target.dtype)
+
+    def stft(wav):
+        return torch.stft(wav, n_fft, hop, window=window, center=True, return_complex=True)[..., :T]
+
+    true = stft(target).angle()
+    spec = torch.polar(mag, phase)
+    resynth = stft(torch.istft(spec, n_fft, hop, window=window, center=True, length=T * hop))
+    out = {"ip": anti_wrap(phase - true).mean(),
+           "gd": anti_wrap(torch.diff(phase, dim=1) - torch.diff(true, dim=1)).mean(),
+           "iaf": anti_wrap(torch.diff(phase, dim=2) - torch.diff(true, dim=2)).mean(),
+           "consistency": (resynth - spec).real.abs().mean() + (resynth - spec).imag.abs().mean()}
+    out["phase"] = out["ip"] + out["gd"] + out["iaf"] + out["consistency"]
+    return out
+
+
 class SpectralLoss(nn.Module):
     """Multi-resolution STFT loss (L1 of log-magnitudes + spectral convergence, averaged over the
     resolutions) plus an L1 log-mel loss: what the fast decoder trains on (Parallel WaveGAN's
-    STFT loss, Vocos' mel loss; no adversarial term)."""
+    STFT loss, Vocos' mel loss). With phase_weight > 0 also `phase_losses` on the decoder's own
+    frames (pass them as `frames`), at the decoder's framing `phase_frame` = (n_fft, hop)."""
 
     def __init__(self, resolutions, sample_rate: int = 16000, mel_weight: float = 2.0,
-                 stft_weight: float = 1.0):
+                 stft_weight: float = 1.0, phase_weight: float = 0.0, phase_frame: tuple[int, int] = (256, 64)):
         super().__init__()
+        if phase_weight < 0:
+            raise ValueError("model.loss.phase_weight must be >= 0 (0: off)")
         self.resolutions = [tuple(int(v) for v in r) for r in resolutions]
         self.mel = LogMel(sample_rate, 1024, 256, 80)
         self.mel_weight, self.stft_weight = mel_weight, stft_weight
+        self.phase_weight, self.phase_frame = phase_weight, phase_frame
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                frames: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         mag_loss = pred.new_zeros(())
         sc_loss = pred.new_zeros(())
         for n_fft, hop in self.resolutions:
@@ -99,4 +137,10 @@ class SpectralLoss(nn.Module):
         k = max(len(self.resolutions), 1)
         stft = (mag_loss + sc_loss) / k
         mel = F.l1_loss(self.mel(pred), self.mel(target))
-        return {"loss": self.stft_weight * stft + self.mel_weight * mel, "stft": stft, "mel": mel}
+        out = {"loss": self.stft_weight * stft + self.mel_weight * mel, "stft": stft, "mel": mel}
+        if self.phase_weight > 0:
+            if frames is None:
+                raise ValueError("the phase losses need the decoder's STFT frames (magnitude, phase)")
+            phase = phase_losses(*frames, target, *self.phase_frame)
+            out = {**out, **phase, "loss": out["loss"] + self.phase_weight * phase["phase"]}
+        return out
