@@ -8,7 +8,8 @@ Rows: none (the low-rate model as shipped), perturb (+ speaker-perturbed encoder
 pitch, EQ on the log-magnitude STFT), consistency (+ a second perturbed encoder pass and its loss),
 dvector (perturb + the voice vector from a precomputed d-vector: the reference crop's learned
 voice encoder pass is replaced by a small MLP; the d-vector table is computed once per corpus, not
-per step). Steps are timed alternately in rounds, so load changes hit every row alike.
+per step), pseudo (dvector + pseudo-speakers: their crops frequency-warped per step), shipped
+(the config as it is: dvector + consistency). Steps are timed alternately in rounds, so load changes hit every row alike.
 """
 from __future__ import annotations
 
@@ -31,18 +32,21 @@ from vqcodec.config import load_config  # noqa: E402
 
 
 def variants(cfg):
-    inv = cfg.model.invariance
+    """The study's variants (recipes/real/conversion/study.sh) and the shipped config as it is."""
+    assert cfg.model.invariance.formant_shift > 0, "the config should have the perturbation on"
     out = {}
-    for name in ("none", "perturb", "consistency", "dvector"):
+    for name in ("none", "perturb", "consistency", "dvector", "pseudo", "shipped"):
         c = copy.deepcopy(cfg)
+        inv = c.model.invariance
         if name == "none":
-            c.model.invariance.formant_shift = c.model.invariance.pitch_shift = c.model.invariance.eq_db = 0.0
-        if name != "dvector":
+            inv.formant_shift = inv.pitch_shift = inv.eq_db = 0.0
+        if name in ("none", "perturb", "consistency"):
             c.model.voice.input = "logmel"
-        if name == "consistency":
-            c.model.invariance.consistency_weight = 0.5
+        if name != "shipped":
+            inv.consistency_weight = 0.5 if name == "consistency" else 0.0
+        if name == "pseudo":
+            c.data.pseudo_speakers = [0.85, 1.18]
         out[name] = c
-    assert inv.formant_shift > 0, "the config should have the perturbation on"
     return out
 
 
