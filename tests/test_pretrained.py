@@ -14,7 +14,7 @@ EXAMPLE = PRETRAINED_DIR / "examples" / "example.wav"
 
 def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
     for name in ("default", "default-prior", "vqcodec-synth-v1", "vqcodec-synth-v1-prior", "vqcodec-real-lowrate",
-                 "vqcodec-real-lowrate-prior"):
+                 "vqcodec-real-lowrate-prior", "vqcodec-real-convert"):
         path = PRETRAINED_DIR / NAMES[name]
         assert path.exists(), f"{path} is missing"
         assert path.stat().st_size < 20 * 2 ** 20
@@ -138,3 +138,34 @@ def test_cli_entropy_coding_picks_the_lowrate_models_own_prior(tmp_path):
 
     with pytest.raises(FormatError, match="entropy-coded with prior"):
         codes.read(out)  # entropy-coded: reading needs the prior
+
+
+def test_convert_uses_the_conversion_model_and_it_moves_towards_the_reference(tmp_path):
+    """`convert` defaults to vqcodec-real-convert (issue 20); --like and --speaker work with it; its
+    voice path reads a d-vector, so two references give two different outputs of the same tokens."""
+    from click.testing import CliRunner
+
+    from vqcodec.cli import cli
+    from vqcodec.evaluation.metrics import log_mel
+
+    codec = vqcodec.load_model("convert")
+    assert codec.has_pitch and codec.config.model.voice.input == "dvector" and codec.hop == 256
+    assert not any("@" in s for s in codec.named_voices.speakers)  # pseudo-speakers have no named voice
+    wav = load(EXAMPLE)
+    ref = load(PRETRAINED_DIR / "examples" / "reference_espeak_f4.wav")
+    same = codec.decode_file(codec.encode_utterance(wav, 16000))
+    conv = codec.convert(wav, 16000, like=ref, like_rate=16000)
+    assert conv.shape == wav.shape and np.isfinite(conv).all()
+    # another voice changes the output by more than a tenth of its own reconstruction error
+    change = np.abs(log_mel(conv) - log_mel(same)).mean()
+    assert change > 0.1 * np.abs(log_mel(same) - log_mel(wav)).mean()
+    out = tmp_path / "as_ref.wav"
+    r = CliRunner().invoke(cli, ["convert", str(EXAMPLE), "--like",
+                                 str(PRETRAINED_DIR / "examples" / "reference_espeak_f4.wav"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    got = load(out)
+    np.testing.assert_allclose(got, conv, atol=2e-4)  # the CLI's default model is the conversion model
+    r = CliRunner().invoke(cli, ["convert", str(EXAMPLE), "--speaker", "us2", "-o", str(tmp_path / "us2.wav")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["speakers", "-m", "convert", "--names"])
+    assert r.exit_code == 0 and "us2" in r.output.split() and "@" not in r.output

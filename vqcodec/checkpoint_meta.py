@@ -54,9 +54,16 @@ def read(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def speakers(path: str | os.PathLike) -> list[str] | None:
-    """The speaker list of a vqcodec checkpoint, or None when it cannot be read this way."""
+    """The named voices of a vqcodec checkpoint (what `--speaker` accepts), or None when it cannot be
+    read this way. Models with voice vectors name the voices they stored vectors for (training
+    speakers; pseudo-speakers made by warping, `data.pseudo_speakers`, have none); v1 models name
+    their speaker table."""
     state = read(path)
     if not state or state.get("format") != "vqcodec" or state.get("kind") != "vqvae":
         return None
-    found = (state.get("meta") or {}).get("speakers")
+    meta = state.get("meta") or {}
+    voices = meta.get("voices")
+    if isinstance(voices, dict) and voices:
+        return [str(s) for s in voices]
+    found = meta.get("speakers")
     return [str(s) for s in found] if isinstance(found, (list, tuple)) else None

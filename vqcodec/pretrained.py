@@ -13,6 +13,8 @@ NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prio
          "vqcodec-real-v2": "vqcodec-real-v2.pt", "vqcodec-real-v2-prior": "vqcodec-real-v2-prior.pt",
          # 62.5 tokens/s + pitch stream, 0.88 kbps (recipes/real/lowrate.toml)
          "vqcodec-real-lowrate": "vqcodec-real-lowrate.pt", "vqcodec-real-lowrate-prior": "vqcodec-real-lowrate-prior.pt",
+         # trained for voice conversion (issue 20; recipes/real/conversion): what `convert` uses by default
+         "convert": "vqcodec-real-convert.pt", "vqcodec-real-convert": "vqcodec-real-convert.pt",
          # the previous model, kept loadable by name (and its .vqc files decodable)
          "vqcodec-synth-v1": "vqcodec-synth-v1.pt", "vqcodec-synth-v1-prior": "vqcodec-synth-v1-prior.pt"}
 

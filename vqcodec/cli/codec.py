@@ -20,6 +20,11 @@ from ..pretrained import SHIPPED_PRIORS
 
 MODEL_OPTION = click.option("--model", "-m", "model_name", default="default", show_default=True,
                             help="Shipped model name or checkpoint path.")
+CONVERT_MODEL_OPTION = click.option(
+    "--model", "-m", "model_name", default="convert", show_default=True,
+    help="Shipped model name or checkpoint path. 'convert' is vqcodec-real-convert, trained for conversion "
+         "(speaker-perturbed tokens, a pretrained speaker encoder for the voice); -m default converts with "
+         "the default codec.")
 FORCE_OPTION = click.option("--force", "-f", is_flag=True, help="Overwrite existing output files.")
 SKIP_OPTION = click.option("--skip-existing", is_flag=True,
                            help="Leave outputs that already exist alone (resume an interrupted batch).")
@@ -562,7 +567,7 @@ def _model_lookup(model_name: str | None, speaker: str | None):
 @click.option("--like", "like_path", type=click.Path(), metavar="REF.wav",
               help="Target voice from a reference recording of anyone (v2 models; 3-10 s of speech).")
 @click.option("--output", "-o", required=True, help="Output .wav file (one input) or directory.")
-@MODEL_OPTION
+@CONVERT_MODEL_OPTION
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="WaveNet decoder sampling temperature (0 = argmax).")
 @click.option("--seed", default=0, show_default=True, help="WaveNet decoder random seed (same seed, same audio).")

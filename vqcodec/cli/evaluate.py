@@ -139,8 +139,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
 
 @cli.command("eval-convert")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-m", "--model", default="default", show_default=True,
-              help="Shipped model name or checkpoint path.")
+@click.option("-m", "--model", default="convert", show_default=True,
+              help="Shipped model name or checkpoint path ('convert': the model `vqcodec convert` uses).")
 @click.option("--to", "target", default=None, metavar="SPEAKER",
               help="Target speaker (one of the model's speakers).")
 @click.option("--like-refs", "like_refs", type=click.Path(path_type=Path), default=None, metavar="REF_DIR",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The conversion model end to end (vqcodec-real-convert, issue 20): the corpora -> the low-rate
-# design trained for conversion (speaker-perturbed encoder input + consistency loss + d-vector voice
-# input; recipes/real/conversion/config.toml) -> export -> conversion and codec evaluations.
+# design trained for conversion (speaker-perturbed encoder input + d-vector voice input +
+# pseudo-speakers; recipes/real/conversion/config.toml) -> export -> conversion and codec evaluations.
 # Every step is resumable: run it again after an interruption (a lost runs/ folder restarts it;
 # the exported weights in pretrained/ are what a later session continues from: see the model card).
 set -euo pipefail
@@ -9,8 +9,9 @@ cd "$(dirname "$0")/../../.."
 R=runs/conv
 
 bash recipes/real/corpora.sh
-vqcodec train vqvae recipes/real/conversion/config.toml --resume         # 14000 steps, ~65 min, one thread
-vqcodec train export $R/ship/checkpoint.pt $R/vqcodec-real-convert.pt
+bash recipes/real/conversion/study.sh pseudo                              # 2000 steps (the study's run)
+vqcodec train vqvae recipes/real/conversion/config.toml --resume         # resumed to 8000, ~25 min, one thread
+vqcodec train export $R/pseudo/checkpoint.pt $R/vqcodec-real-convert.pt
 
 M="-m $R/vqcodec-real-convert.pt"
 python recipes/real/conversion/score.py $R/vqcodec-real-convert.pt --align          # the study's row

@@ -12,14 +12,15 @@ CFG=recipes/real/conversion/config.toml
 OFF="--set model.invariance.formant_shift=0 --set model.invariance.pitch_shift=0 --set model.invariance.eq_db=0"
 LEARNED="--set model.voice.input=logmel"
 NOCONS="--set model.invariance.consistency_weight=0"
+NOPSEUDO="--set data.pseudo_speakers=[]"
 variant() {
   echo -n "--set train.steps=2000 "
   case "$1" in
-    none)        echo "$OFF $LEARNED $NOCONS" ;;                           # the low-rate design as shipped
-    perturb)     echo "$LEARNED $NOCONS" ;;                                # + speaker-perturbed encoder input
-    consistency) echo "$LEARNED" ;;                                        # + invariance loss
-    dvector)     echo "$NOCONS" ;;                                         # perturb + pretrained d-vector voice input
-    pseudo)      echo "$NOCONS --set data.pseudo_speakers=[0.85,1.18]" ;;  # dvector + 254 pseudo-speakers
+    none)        echo "$OFF $LEARNED $NOCONS $NOPSEUDO" ;;                 # the low-rate design as shipped
+    perturb)     echo "$LEARNED $NOCONS $NOPSEUDO" ;;                      # + speaker-perturbed encoder input
+    consistency) echo "$LEARNED $NOPSEUDO --set model.invariance.consistency_weight=0.5" ;;  # + invariance loss
+    dvector)     echo "$NOCONS $NOPSEUDO" ;;                               # perturb + pretrained d-vector voice input
+    pseudo)      echo "$NOCONS" ;;                                         # dvector + 254 pseudo-speakers (the config)
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
