@@ -13,7 +13,7 @@ echo "== decode with the fast decoder (default): the file's own voice and level"
 vqcodec decode demo_out/example.vqc -o demo_out/example_decoded.wav -f
 echo "== the same tokens through the paper's WaveNet decoder (sampled, slower)"
 vqcodec decode demo_out/example.vqc -o demo_out/example_wavenet.wav --decoder wavenet -f
-echo "== voice conversion: the same tokens in the voice of a reference recording"
+echo "== voice conversion (the conversion model, vqcodec-real-convert): the input in the voice of a reference recording"
 vqcodec convert "$ex" --like "$ref" -o demo_out/example_like_reference.wav -f
 echo "== the low-rate model: 62.5 tokens/s + a pitch stream, entropy-coded with its own prior (~1 kbps)"
 vqcodec encode "$ex" -m vqcodec-real-lowrate --entropy -o demo_out/example_lowrate.vqc -f
