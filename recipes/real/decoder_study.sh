@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22's decoder-lever study (NOT RUN YET: written 2026-12-06 without a GPU or free cores).
+# Issue 22's decoder-lever study (run once, short: STEPS=1500, recipes/real/README.md; the full study is open).
 # Each lever alone against the current low-rate design (recipes/real/lowrate.toml), at equal steps,
 # on the shipped low-rate tokenizer (frozen: train.stage = "fast"), every decoder trained from
 # scratch, so the tokens, the voice vectors and the model id are the same in every row:
