@@ -59,13 +59,22 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
-    cfg.train.out_dir = tempfile.mkdtemp()  # the d-vector table's cache
     rows = {name: [] for name in variants(cfg)}
+    with tempfile.TemporaryDirectory() as cache:  # the d-vector tables' cache, removed after
+        cfg.data.cache_dir = cfg.train.out_dir = cache
+        time_rounds(cfg, rows, args)
+    report(cfg, rows)
+
+
+def time_rounds(cfg, rows: dict, args) -> None:
     print(f"config {args.config}: batch {cfg.train.batch_size} x {cfg.data.window_seconds} s crops, "
           f"{args.threads} thread(s), {args.rounds} rounds x {args.steps} steps; load before: {load_avg()}")
     for _ in range(args.rounds):
         for name, c in variants(cfg).items():
             rows[name].append(measure(c, torch.device("cpu"), args.steps, 1)["s_per_step"])
+
+
+def report(cfg, rows: dict) -> None:
     base = min(rows["none"])
     print(f"{'variant':<12} {'s/step':>7} {'x none':>7} {'audio s/s':>9}")
     for name, times in rows.items():

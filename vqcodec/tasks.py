@@ -165,10 +165,10 @@ class VQVAETask(_CropTask):
                         if wav.shape[1] < 400:
                             wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[1]))
                         out[i] = embedder(wav)[0].numpy()
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(cache.name + ".tmp.npy")
-                np.save(tmp, out)
-                tmp.replace(cache)
+                from .files import atomic_path
+
+                with atomic_path(cache) as tmp:  # a killed run leaves no half-written table
+                    np.save(tmp, out)             # (tmp ends in .npy: np.save keeps the name)
                 self._dvectors[name] = out
         return self._dvectors[name]
 

@@ -203,8 +203,8 @@ def perturb_log_spectrum(log_mag: torch.Tensor, formant: torch.Tensor, pitch: to
 
 class SpeakerPerturbation:
     """Draws and applies the random speaker perturbation of `model.invariance` (formant_shift,
-    pitch_shift, eq_db, eq_peaks) to log-magnitude spectra; None-safe: `enabled` is False when all
-    three are 0."""
+    pitch_shift, eq_db, eq_peaks) to log-magnitude spectra; `enabled` is False when all three are 0
+    (the model then never calls it)."""
 
     def __init__(self, formant_shift: float, pitch_shift: float, eq_db: float, eq_peaks: int, sample_rate: int):
         self.formant_shift, self.pitch_shift, self.eq_db, self.eq_peaks = formant_shift, pitch_shift, eq_db, eq_peaks

@@ -20,7 +20,7 @@ variant() {
     perturb)     echo "$LEARNED $NOCONS $NOPSEUDO" ;;                      # + speaker-perturbed encoder input
     consistency) echo "$LEARNED $NOPSEUDO --set model.invariance.consistency_weight=0.5" ;;  # + invariance loss
     dvector)     echo "$NOCONS $NOPSEUDO" ;;                               # perturb + pretrained d-vector voice input
-    pseudo)      echo "$NOCONS" ;;                                         # dvector + 254 pseudo-speakers (the config)
+    pseudo)      echo "$NOCONS" ;;                                         # dvector + 264 pseudo-speakers (the config)
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
