@@ -12,6 +12,7 @@ import torch
 
 from .config import Config
 from .errors import VqcodecError
+from .files import atomic_path
 from .models.prior import Prior
 from .models.vqvae import TRAINING_ONLY, VQVAE
 from .tokenizer import level_gain  # the codec's level step, applied to training crops too
@@ -114,11 +115,9 @@ class VQVAETask(_CropTask):
             start = int(rng.integers(0, max(1, len(seq) - self.voice_window + 1)))
             crop = self._to_tensor(np.asarray(seq[start:start + self.voice_window])[None]).numpy()[0]
             refs[b] = np.resize(crop, self.voice_window) * gains[j]  # short clips repeat
-        if not takes_dvector:
-            refs = self._warped(torch.from_numpy(refs), self._warps[name][others_picked]).numpy()
         if takes_dvector:  # the other utterance's precomputed d-vector (nn/dvector.py)
             return wav, torch.from_numpy(spk), torch.from_numpy(self.dvectors(name)[others_picked])
-        return wav, torch.from_numpy(spk), torch.from_numpy(refs)
+        return wav, torch.from_numpy(spk), self._warped(torch.from_numpy(refs), self._warps[name][others_picked])
 
     @staticmethod
     def _warped(wav: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
@@ -165,8 +164,6 @@ class VQVAETask(_CropTask):
                         if wav.shape[1] < 400:
                             wav = torch.nn.functional.pad(wav, (0, 400 - wav.shape[1]))
                         out[i] = embedder(wav)[0].numpy()
-                from .files import atomic_path
-
                 with atomic_path(cache) as tmp:  # a killed run leaves no half-written table
                     np.save(tmp, out)             # (tmp ends in .npy: np.save keeps the name)
                 self._dvectors[name] = out

@@ -28,7 +28,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, load
 from ..errors import MissingToolError, VqcodecError
 from ..files import atomic_path, walk
-from . import metrics
+from . import conversion, metrics
 
 METRICS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "harmonicity")
 COLUMNS = ("pesq_wb", "stoi", "mel_distance", "speaker_similarity", "harmonicity", "harmonicity_original",
@@ -550,7 +550,6 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
     its own voice), the swap sensitivity of each conversion.
     """
     from ..progress import bar as tqdm
-    from . import conversion
 
     notes = notes if notes is not None else []
     targets = list(targets)
@@ -630,8 +629,8 @@ def evaluate_like_conversion(sources: Sequence[tuple[str | os.PathLike, str | No
                          "sim_original_target": float(e_orig @ target_emb[t.name])}
             row["closer_to_target"] = None if row["sim_source"] is None else row["sim_target"] > row["sim_source"]
             row["target_reached"] = row["sim_target"] >= SIM_TARGET_GOAL
-            row.update(_independent_scores(conversion, path, wav, out, own_voice, t, target_f0[t.name],
-                                           classifier, spk, sample_rate))
+            row.update(_independent_scores(path, wav, out, own_voice, t, target_f0[t.name], classifier, spk,
+                                           sample_rate))
             if text:
                 conv_al = align_one(out, text)
                 row["original_aligned"], row["converted_aligned"] = orig_al is not None, conv_al is not None
@@ -730,8 +729,6 @@ def _voice_classifier(targets, speaker_refs, sample_rate: int, notes: list[str],
     """The MFCC speaker classifier over every target voice's clips and every source speaker's
     clips, each also as `resynthesize` gives it back (None, noted, when scikit-learn is missing or
     there are fewer than two voices)."""
-    from . import conversion
-
     clips: dict[str, list[np.ndarray]] = {}
     for t in targets:
         clips.setdefault(t.name, []).extend(load(p, sample_rate) for p in t.reference_clips + t.other_clips)
@@ -750,7 +747,7 @@ def _voice_classifier(targets, speaker_refs, sample_rate: int, notes: list[str],
     return None
 
 
-def _independent_scores(conversion, path: Path, wav, out, own_voice, target, target_f0, classifier, spk,
+def _independent_scores(path: Path, wav, out, own_voice, target, target_f0, classifier, spk,
                         sample_rate: int) -> dict:
     """One pair's scores that use no speaker encoder (see evaluate_like_conversion)."""
     row: dict = {}
