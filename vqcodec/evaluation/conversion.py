@@ -24,7 +24,9 @@ _MCD_SCALE = 10.0 / np.log(10.0) * np.sqrt(2.0)   # cepstral distance in dB (Kub
 
 def mel_cepstra(wav: np.ndarray, sr: int = SAMPLE_RATE, drop_silence: bool = True) -> np.ndarray:
     """(frames, 25) mel-cepstra c0..c24 (DCT-II of a 40-band log-mel amplitude spectrum), frames
-    more than 40 dB below the loudest dropped."""
+    more than 40 dB below the loudest dropped. Not analysis.baseline's MFCCs (librosa's dB scale,
+    orthonormal DCT, for k-means): a distance in dB needs the cepstral scale of log amplitude, and
+    silence would dominate a DTW average."""
     import torch
     from scipy.fft import dct
 

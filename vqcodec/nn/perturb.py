@@ -135,11 +135,6 @@ class SpeakerAdversary(nn.Module):
 # reliable source of the timbre. Done on the log-magnitude STFT that the log-mel front computes
 # anyway (no resynthesis), so it costs two small FFTs per frame.
 
-def random_log_uniform(batch: int, span: float) -> torch.Tensor:
-    """(batch,) ratios log-uniform in [1/(1+span), 1+span] from torch's global CPU RNG (exact resume)."""
-    return torch.exp((2 * torch.rand(batch) - 1) * math.log1p(span))
-
-
 def random_eq(batch: int, num_bins: int, sample_rate: int, max_db: float, peaks: int = 4) -> torch.Tensor:
     """(batch, num_bins) random parametric EQ curves in dB over the STFT bins 0..Nyquist: `peaks`
     bell filters (centre log-uniform in 150 Hz..6 kHz, gain uniform in +-max_db, width 0.3-1.5 octave,
@@ -217,8 +212,8 @@ class SpeakerPerturbation:
 
     def draw(self, batch: int, num_bins: int) -> dict[str, torch.Tensor | None]:
         """Random factors for a batch (CPU global RNG, in a fixed order)."""
-        return {"formant": random_log_uniform(batch, self.formant_shift),
-                "pitch": random_log_uniform(batch, self.pitch_shift),
+        return {"formant": random_warp_factors(batch, self.formant_shift),  # log-uniform in [1/(1+x), 1+x]
+                "pitch": random_warp_factors(batch, self.pitch_shift),
                 "eq_db": random_eq(batch, num_bins, self.sample_rate, self.eq_db, self.eq_peaks)
                 if self.eq_db > 0 else None}
 
