@@ -15,8 +15,10 @@ from vqcodec import checkpoint
 from vqcodec.api import from_checkpoint
 from vqcodec.models.vqvae import TRAINING_ONLY, VQVAE
 from vqcodec.nn import voice as voice_codec
-from vqcodec.nn.excitation import (SINE_AMPLITUDE, UNVOICED_NOISE_STD, VOICED_NOISE_STD, excitation_frames,
-                                   harmonic_source)
+from vqcodec.nn.excitation import (SINE_AMPLITUDE, UNVOICED_NOISE_STD, VOICED_NOISE_STD, continuous_source,
+                                   excitation_frames, harmonic_source, harmonic_sum, harmonics_below_nyquist,
+                                   source_phase)
+from vqcodec.nn.fast_decoder import SOURCE_GAIN_OFFSET
 from vqcodec.nn.pitch import f0_of_features, pitch_features
 from vqcodec.nn.spectral import SpectralLoss, anti_wrap, phase_losses
 from vqcodec.tasks import VQVAETask
@@ -432,3 +434,106 @@ def test_torchrun_two_processes_with_the_discriminator_and_ema(tmp_path):
             assert torch.equal(ranks[0][key], ranks[1][key]), key
     state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
     assert state["step"] == 4 and "ema" in state and "disc_optimizer" in state
+
+
+# --------------------------------------------------------------------------- the source-filter decoder
+def source_config(out_dir: str = "", **train):
+    cfg = pitch_config(out_dir, **train)
+    cfg.model.fast.excitation = "source"
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def source_codec():
+    cfg, model = make_model(4, source_config())
+    meta = {"speakers": SPEAKERS, "voices": {"us1": [10, 200, 30, 128], "us2": [250, 5, 128, 60]},
+            "f0_medians": {"us1": 110.0, "us2": 240.0}}
+    return from_checkpoint({"kind": "vqvae", "config": cfg.to_dict(), "meta": meta, "model": model.state_dict()})
+
+
+def test_the_continuous_source_is_one_phase_continuous_waveform():
+    """Token by token from `source_phase`, the source equals the harmonic sum over the held F0
+    accumulated sample by sample from the start; a chunk started from its slice of the phases
+    equals the whole's samples."""
+    hop, sr = 64, 16000
+    f0 = torch.tensor([[0.0, 110.0, 113.0, 117.5, 240.0, 0.0, 0.0, 180.0, 181.0, 90.0] * 3])
+    wave = continuous_source(f0, source_phase(f0, sr, hop), sr, hop)
+    reference = harmonic_source(f0.repeat_interleave(hop, 1).double(), sr).float()
+    # harmonic_source's phase at sample n counts F0 up to n inclusive; shift by one sample to compare
+    step = 2 * math.pi * f0.repeat_interleave(hop, 1) / sr
+    reference = harmonic_sum(torch.cumsum(step.double(), -1) - step.double(),
+                             harmonics_below_nyquist(f0.repeat_interleave(hop, 1), sr)).float()
+    np.testing.assert_allclose(wave.numpy(), reference.numpy(), atol=2e-3)
+    phases = source_phase(f0, sr, hop)
+    chunk = continuous_source(f0[:, 7:19], phases[:, 7:19], sr, hop)
+    np.testing.assert_allclose(chunk.numpy(), wave[:, 7 * hop:19 * hop].numpy(), atol=1e-5)
+    assert wave[:, :hop].abs().max() == 0 and wave[:, hop:2 * hop].abs().max() > 0.1   # unvoiced: silent
+
+
+def test_a_source_decoder_with_a_silent_head_outputs_the_filtered_source(source_codec):
+    """Head frames ~0 and a constant gain: the output is gain x the source itself (the STFT / iSTFT
+    pair is exact), so its harmonics are coherent: periodic at the decoded F0."""
+    model = source_codec.model
+    fd = model.fast_decoder
+    saved = {k: v.clone() for k, v in fd.state_dict().items()}
+    try:
+        with torch.no_grad():
+            fd.head.weight.zero_()
+            fd.head.bias.fill_(-30.0)                       # magnitude e^-30: nothing of the head's own
+            fd.source_gain.weight.zero_()
+            fd.source_gain.bias.zero_()                     # gain e^SOURCE_GAIN_OFFSET everywhere
+            T, f0 = 80, 125.0
+            feats = pitch_features(torch.full((1, T), f0), 1, T)
+            codes = torch.randint(0, 16, (1, T), generator=torch.Generator().manual_seed(1))
+            out = model.decode_fast(codes, torch.zeros(1, 4), feats)[0]
+        hop = model.hop
+        expected = math.exp(SOURCE_GAIN_OFFSET) * continuous_source(torch.full((1, T), f0), torch.zeros(1, T).double()
+                                                                    + source_phase(torch.full((1, T), f0), SR, hop),
+                                                                    SR, hop)[0]
+        inner = slice(fd.cfg.n_fft, T * hop - fd.cfg.n_fft)       # away from the zero-padded ends
+        np.testing.assert_allclose(out[inner].numpy(), expected[inner].numpy(), atol=1e-4)
+        period = int(round(SR / f0))
+        a, b = out[inner][:-period], out[inner][period:]
+        assert float(torch.dot(a, b) / torch.sqrt(torch.dot(a, a) * torch.dot(b, b))) > 0.99
+    finally:
+        fd.load_state_dict(saved)
+
+
+def test_chunked_decode_equals_whole_with_the_source(source_codec):
+    """The chunks get the whole sequence's source phases; started from 0 in each chunk instead, the
+    output would differ (what the test would catch)."""
+    tf = source_codec.encode_utterance(speechlike(2.0, 170, 4), SR)
+    dec = source_codec.decoder("fast")
+    feats = dec.pitch_input(torch.as_tensor(tf.tokens), tf.pitch, None, tf.f0_median)
+    v = voice_codec.from_bytes(tf.voice)
+    tokens = torch.as_tensor(tf.tokens)
+    whole = dec.decode_chunks(tokens, v, pitch_features=feats, chunk_tokens=10 ** 6)
+    for chunk in (37, 97):
+        np.testing.assert_allclose(dec.decode_chunks(tokens, v, pitch_features=feats, chunk_tokens=chunk),
+                                   whole, atol=1e-5)
+    lo = 40
+    with torch.no_grad():
+        restarted = source_codec.model.decode_fast(tokens[lo:][None], v.view(1, -1), feats[..., lo:])[0].numpy()
+    ctx = source_codec.model.fast_decoder.context * source_codec.model.hop
+    assert np.abs(restarted[ctx:2 * ctx] - whole[lo * source_codec.model.hop + ctx:lo * source_codec.model.hop + 2 * ctx]).max() > 1e-4
+
+
+def test_the_source_decoder_trains_and_refuses_the_phase_losses(tmp_path):
+    """Two training steps with finite losses; the spectral loss reaches the source's gain head."""
+    bad = source_config()
+    bad.model.loss.phase_weight = 0.5
+    with pytest.raises(ValueError, match="phase_weight"):
+        VQVAE(bad.model, 2)
+    cfg = source_config(str(tmp_path / "run"))
+    cfg.train.steps = cfg.train.checkpoint_every = cfg.train.valid_every = 2
+    cfg.data.voice_seconds = 0.3
+    logged = _losses(cfg)
+    assert len(logged) == 2 and all(math.isfinite(s["loss"]) for s in logged)
+    from_checkpoint(checkpoint.load(tmp_path / "run" / "checkpoint.pt"))  # loads strictly
+    model = VQVAE(cfg.model, len(SPEAKERS))
+    T = 40
+    wav = torch.from_numpy(speechlike(T * model.hop / SR, 150, 5)[None].astype(np.float32))[:, :T * model.hop]
+    out = model._fast_losses(torch.randn(1, cfg.model.encoder.dim, T), torch.zeros(1, 4),
+                             pitch_features(torch.full((1, T), 150.0), 1, T), wav)
+    out["loss"].backward()
+    assert model.fast_decoder.source_gain.weight.grad.abs().sum() > 0

@@ -179,13 +179,16 @@ class FastDecoder(Decoder):
         ctx = self.model.fast_decoder.context
         out = np.zeros(n * hop, dtype=np.float32)
         v = voice.to(self.device).view(1, -1)
+        fast = self.model.fast_decoder
+        phase0 = fast.source_phase(pitch_features) if fast.uses_source else None  # the whole sequence's
         with bar_for(progress, total=n * hop / sr, desc="decoding", unit="s audio", leave=False,
                      bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]") as bar:
             for a in range(0, n, chunk_tokens):
                 b = min(n, a + chunk_tokens)
                 lo, hi = max(0, a - ctx), min(n, b + ctx)
                 feats = None if pitch_features is None else pitch_features[..., lo:hi]
-                wav = self.model.decode_fast(tokens[lo:hi].to(self.device)[None], v, feats)[0]
+                wav = self.model.decode_fast(tokens[lo:hi].to(self.device)[None], v, feats,
+                                             None if phase0 is None else phase0[..., lo:hi])[0]
                 out[a * hop:b * hop] = wav[(a - lo) * hop:(b - lo) * hop].cpu().numpy()
                 bar.update((b - a) * hop / sr)
         return out

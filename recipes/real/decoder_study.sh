@@ -5,9 +5,12 @@
 # scratch, so the tokens, the voice vectors and the model id are the same in every row:
 #   base      the low-rate fast decoder as configured
 #   harmonic  + model.fast.excitation = "harmonic" (sine + noise source at the decoded F0)
+#   source    + model.fast.excitation = "source": source-filter, the decoder's frames plus a per-bin gain
+#             times the STFT of a phase-continuous harmonic source at the decoded F0
 #   phase     + model.loss.phase_weight (APNet-style phase losses + STFT consistency)
 #   nfft      + model.fast.n_fft = 2048 at the same hop (256)
 #   ema       + train.ema_decay = 0.999 (scored on the averaged weights)
+#   large     a larger decoder: 10 ConvNeXt blocks of 256 channels (base: 7 of 160)
 #   gan       base's final checkpoint + GAN_STEPS more with model.loss.adversarial_weight (a
 #             fine-tune, as a discriminator switched on at step 0 gives noise); control: base_more,
 #             the same GAN_STEPS without it
@@ -21,9 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash recipes/real/corpora.sh
 CFG=recipes/real/lowrate.toml
-R=runs/decoder_study
-OUT=reports/decoder_study
 STEPS=${STEPS:-4000}
+R=${R:-runs/decoder_study/steps$STEPS}
+OUT=${OUT:-reports/decoder_study/steps$STEPS}
 GAN_STEPS=${GAN_STEPS:-1000}
 PHASE_WEIGHT=${PHASE_WEIGHT:-0.5}
 GAN_WEIGHT=${GAN_WEIGHT:-1.0}
@@ -44,9 +47,11 @@ variant() {
   case "$1" in
     base)      echo "$FAST" ;;
     harmonic)  echo "$FAST --set model.fast.excitation=harmonic" ;;
+    source)    echo "$FAST --set model.fast.excitation=source" ;;
     phase)     echo "$FAST --set model.loss.phase_weight=$PHASE_WEIGHT" ;;
     nfft)      echo "$FAST --set model.fast.n_fft=2048" ;;
     ema)       echo "$FAST --set train.ema_decay=0.999" ;;
+    large)     echo "$FAST --set model.fast.blocks=10 --set model.fast.channels=256" ;;
     gan)       echo "--set train.stage=fast --set train.steps=$GAN_STEPS --set train.init=$R/base/checkpoint.pt" \
                     "--set train.lr=2e-4 --set train.lr_min=0 --set model.loss.adversarial_weight=$GAN_WEIGHT" ;;
     base_more) echo "--set train.stage=fast --set train.steps=$GAN_STEPS --set train.init=$R/base/checkpoint.pt" \
@@ -54,7 +59,7 @@ variant() {
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(base harmonic phase nfft ema gan base_more)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(base source harmonic phase large nfft ema gan base_more)
 for name in "${names[@]}"; do
   vqcodec train vqvae $CFG --set train.out_dir=$R/$name $(variant "$name") --resume 2>&1 | tee -a $R/$name.log
   vqcodec train export $R/$name/checkpoint.pt $R/$name.pt

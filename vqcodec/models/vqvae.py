@@ -75,6 +75,9 @@ class VQVAE(nn.Module):
         self.spectral_loss = (SpectralLoss(cfg.loss.stft_resolutions, cfg.sample_rate, cfg.loss.mel_weight,
                                            cfg.loss.stft_weight, cfg.loss.phase_weight, (cfg.fast.n_fft, cfg.hop))
                               if self.fast_decoder is not None else None)
+        if cfg.fast.excitation == "source" and cfg.loss.phase_weight > 0:
+            raise ValueError("model.loss.phase_weight trains the head's own phase; with excitation = 'source' "
+                             "the output's phase is mostly the source's: use one or the other")
         if cfg.loss.adversarial_weight < 0 or (cfg.loss.adversarial_weight > 0 and self.fast_decoder is None):
             raise ValueError("model.loss.adversarial_weight must be >= 0 and needs the fast decoder")
         # training-only (issue 22): the fast decoder's discriminator; train.py steps it with its own optimizer
@@ -167,12 +170,14 @@ class VQVAE(nn.Module):
         return self.conditioning(self.quantizer.lookup(codes))
 
     def decode_fast(self, codes: torch.Tensor, voice: torch.Tensor | None,
-                    pitch_features: torch.Tensor | None = None) -> torch.Tensor:
+                    pitch_features: torch.Tensor | None = None, phase0: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, T) (or (B, T, k): the first k codebooks) + voice (B, V) -> wav (B, T * hop),
-        deterministic. Models with a pitch stream also take its features (B, F, T) (`pitch_input`)."""
+        deterministic. Models with a pitch stream also take its features (B, F, T) (`pitch_input`);
+        a source-filter decoder the source's phase per token when this is a chunk of a longer
+        sequence (`FastDecoder.source_phase`)."""
         if self.fast_decoder is None:
             raise ValueError("this model has no fast decoder")
-        return self.fast_decoder(self.quantizer.lookup(codes), voice, pitch_features)
+        return self.fast_decoder(self.quantizer.lookup(codes), voice, pitch_features, phase0)
 
     def pitch_input(self, pitch, num_tokens: int) -> torch.Tensor:
         """The fast decoder's pitch features (B, F, num_tokens) from (levels, median F0)."""
@@ -273,7 +278,7 @@ class VQVAE(nn.Module):
         the discriminator step needs ("real", "fake": not scalars, so never logged)."""
         frames = self.fast_decoder.frames(z_q, voice, pitch)
         pred = self.fast_decoder.synthesize(*frames)
-        out = self.spectral_loss(pred, wav, frames)
+        out = self.spectral_loss(pred, wav, frames[:2])
         if self.fast_discriminator is None or not self.training:
             return out
         gan = self.fast_discriminator.generator_loss(wav, pred)

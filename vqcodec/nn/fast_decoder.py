@@ -8,10 +8,17 @@ no upsampling; the iSTFT head (Vocos) turns frames into samples. Every layer is 
 fixed receptive field (`context` tokens each side), so a long file can be decoded in overlapping
 chunks (decoders.py). No sampling: the same tokens and voice always give the same audio.
 
-Options (issue 22, all off by default): `excitation = "harmonic"` adds the log spectrum of a
-sine + noise source at the decoded F0 (nn/excitation.py) to the input, on models with a pitch
-stream; a larger `n_fft` at the same hop gives the head finer frequency bins. `frames` exposes
-the head's STFT frames for the phase losses (nn/spectral.py).
+Options (issue 22, all off by default), on models with a pitch stream:
+- `excitation = "harmonic"` adds the log spectrum of a sine + noise source at the decoded F0
+  (nn/excitation.py) to the input: the network sees the harmonics but must still invent their phase.
+- `excitation = "source"` (source-filter): the same features, and the output frames become
+      head's frames  +  gain (B, F, T, from a second linear head)  x  STFT(harmonic source)
+  where the source is one phase-continuous harmonic waveform at the decoded F0. Its harmonics are
+  coherent from frame to frame by construction; the network only shapes them (a per-bin gain, the
+  spectral envelope) and adds the aperiodic part through its own frames. The source's phase runs
+  on from the start of the sequence (`source_phase`), which chunked decoding passes in.
+A larger `n_fft` at the same hop gives the head finer frequency bins. `frames` exposes the head's
+STFT frames for the phase losses (nn/spectral.py).
 """
 from __future__ import annotations
 
@@ -20,10 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import FastDecoderConfig
-from .excitation import excitation_frames
+from .excitation import continuous_source, excitation_frames, log_power_with_noise, source_phase
 from .pitch import f0_of_features
 
-EXCITATIONS = ("", "harmonic")
+EXCITATIONS = ("", "harmonic", "source")
+SOURCE_GAIN_OFFSET = -3.0  # the source branch starts quiet (gain e^-3) beside the head's own frames
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -76,7 +84,7 @@ class FastDecoder(nn.Module):
         if cfg.excitation not in EXCITATIONS:
             raise ValueError(f"model.fast.excitation must be one of {EXCITATIONS}, got {cfg.excitation!r}")
         if cfg.excitation and not pitch_dim:
-            raise ValueError("model.fast.excitation = 'harmonic' needs the pitch stream ([model.pitch] levels > 0)")
+            raise ValueError(f"model.fast.excitation = {cfg.excitation!r} needs the pitch stream ([model.pitch] levels > 0)")
         self.cfg, self.hop, self.voice_dim, self.sample_rate = cfg, hop, voice_dim, sample_rate
         C = cfg.channels
         self.inp = nn.Conv1d(in_dim, C, cfg.kernel_size, padding=cfg.kernel_size // 2)
@@ -90,6 +98,8 @@ class FastDecoder(nn.Module):
                                     for _ in range(cfg.blocks))
         self.norm_out = nn.LayerNorm(C, eps=1e-6)
         self.head = nn.Linear(C, cfg.n_fft + 2)  # log-magnitude and phase of n_fft // 2 + 1 bins
+        # "source": the log gain per bin applied to the harmonic source's STFT frames
+        self.source_gain = nn.Linear(C, cfg.n_fft // 2 + 1) if cfg.excitation == "source" else None
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
 
     @property
@@ -99,21 +109,38 @@ class FastDecoder(nn.Module):
         frame = -(-self.cfg.n_fft // (2 * self.hop))  # tokens one STFT frame spans each side
         return half * (1 + self.cfg.blocks) + frame * (2 if self.excitation_inp is not None else 1)
 
-    def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
-                pitch: torch.Tensor | None = None) -> torch.Tensor:
-        """z_q (B, D, T) codebook vectors, voice (B, voice_dim), pitch (B, pitch_dim, T) features
-        -> waveform (B, T * hop)."""
-        return self.synthesize(*self.frames(z_q, voice, pitch))
+    @property
+    def uses_source(self) -> bool:
+        """True: the output includes the filtered harmonic source, whose phase chunked decoding
+        passes in (`source_phase`)."""
+        return self.source_gain is not None
 
-    def synthesize(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        """The head's STFT frames, magnitude and phase (B, n_fft // 2 + 1, T) each -> waveform (B, T * hop)."""
-        return torch.istft(torch.polar(mag, phase), self.cfg.n_fft, self.hop, window=self.window,
+    def source_phase(self, pitch: torch.Tensor) -> torch.Tensor:
+        """The source's phase at each token's start (B, T), from pitch features (B, F, T) of a whole
+        sequence: slice it with the tokens when decoding in chunks."""
+        return source_phase(f0_of_features(pitch), self.sample_rate, self.hop)
+
+    def forward(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
+                pitch: torch.Tensor | None = None, phase0: torch.Tensor | None = None) -> torch.Tensor:
+        """z_q (B, D, T) codebook vectors, voice (B, voice_dim), pitch (B, pitch_dim, T) features
+        -> waveform (B, T * hop). phase0: the source's phase per token (`source_phase`; None: from
+        this sequence's start)."""
+        return self.synthesize(*self.frames(z_q, voice, pitch, phase0))
+
+    def synthesize(self, mag: torch.Tensor, phase: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's STFT frames, magnitude and phase (B, n_fft // 2 + 1, T) each, plus the filtered
+        source's frames (complex, same shape) if any -> waveform (B, T * hop)."""
+        spec = torch.polar(mag, phase)
+        if source is not None:
+            spec = spec + source
+        return torch.istft(spec, self.cfg.n_fft, self.hop, window=self.window,
                            center=True, length=mag.shape[-1] * self.hop)
 
     def frames(self, z_q: torch.Tensor, voice: torch.Tensor | None = None,
-               pitch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               pitch: torch.Tensor | None = None, phase0: torch.Tensor | None = None) -> tuple:
         """The STFT frames the head predicts (see forward): magnitude and unwrapped phase (radians),
-        (B, n_fft // 2 + 1, T) each."""
+        (B, n_fft // 2 + 1, T) each; with excitation "source" also the filtered source's complex
+        frames (a third element)."""
         if self.voice_dim and voice is None:
             raise ValueError("this decoder needs a voice vector")
         if (self.pitch_dim > 0) != (pitch is not None):
@@ -123,12 +150,26 @@ class FastDecoder(nn.Module):
         x = self.inp(z_q)
         if pitch is not None:
             x = x + self.pitch_inp(pitch)
-        if self.excitation_inp is not None:
+        source = None
+        if self.uses_source:
+            f0 = f0_of_features(pitch)
+            if phase0 is None:
+                phase0 = source_phase(f0, self.sample_rate, self.hop)
+            wave = continuous_source(f0, phase0, self.sample_rate, self.hop)
+            source = torch.stft(wave, self.cfg.n_fft, self.hop, window=self.window, center=True,
+                                pad_mode="constant", return_complex=True)[..., :f0.shape[-1]]
+            x = x + self.excitation_inp(log_power_with_noise(source, f0, self.window))
+        elif self.excitation_inp is not None:
             f0 = f0_of_features(pitch)
             x = x + self.excitation_inp(excitation_frames(f0, self.sample_rate, self.hop, self.cfg.n_fft))
         x = self.norm_in(x.transpose(1, 2), cond).transpose(1, 2)
         for block in self.blocks:
             x = block(x, cond)
-        frames = self.head(self.norm_out(x.transpose(1, 2)))  # (B, T, n_fft + 2)
+        h = self.norm_out(x.transpose(1, 2))
+        frames = self.head(h)  # (B, T, n_fft + 2)
         log_mag, phase = frames.transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
-        return torch.exp(log_mag.clamp(max=6.0)), phase
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        if source is None:
+            return mag, phase
+        gain = torch.exp((self.source_gain(h).transpose(1, 2) + SOURCE_GAIN_OFFSET).clamp(max=6.0))
+        return mag, phase, gain * source
