@@ -33,6 +33,7 @@ from .nn.pitch import PitchQuantizer, yin_frame_length
 BLOCK_SECONDS = 4.0
 # the codebook search re-ranks this many nearest codes in float64 (VectorQuantizer.nearest)
 NEAREST_CANDIDATES = 8
+TRIM_BLOCKS = 15  # _encode_chunks gives freed heap back to the OS every this many blocks (1 min)
 KBPS_SLACK = 0.025  # codebooks_for_kbps: a step this fraction above the rate asked for still fits
 Reader = Callable[[int, int], np.ndarray]  # read(lo, hi) -> float32 samples lo..hi (fewer at the end)
 
@@ -305,7 +306,8 @@ class Tokenizer:
                 a, b = max(0, k * span - ctx), min(total, (k + 1) * span + ctx)
                 out.append(self._encode_block(x[a - lo:b - lo], (k * span - a) // hop, min(S, frames - k * S)))
             del x
-            release_memory()
+            if k1 == blocks or k1 // TRIM_BLOCKS > k0 // TRIM_BLOCKS:
+                release_memory()  # blocks of a fixed shape hardly fragment the heap: a trim now and then
         return np.concatenate(out).astype(np.int64)
 
     def _encode_block(self, x: np.ndarray, first: int, count: int) -> np.ndarray:
