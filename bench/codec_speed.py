@@ -20,7 +20,7 @@ Rows:
   bf16              the fused step with the network in bfloat16
   1 / 2 threads     torch intra-op threads during generation (the shipped default is 1)
   decode_segments   end to end, chunk-parallel (warm-up and cross-fade included), one file
-  encode            Codec.encode of noise in 5 s chunks (float64 encoder, see api.py)
+  encode            Codec.encode of noise (float32 encoder on 4 s blocks, see tokenizer.py; float64 before issue 22)
 """
 from __future__ import annotations
 

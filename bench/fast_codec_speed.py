@@ -8,7 +8,13 @@ same tokens, measured in this one process.
                                                         # the same rows for both, and the ratio per row
 
 Rows (60 s of noise-and-tone audio at 16 kHz, whole file in one API call, torch threads = 2 unless said):
-  encode            Codec.encode_utterance: level, float64 encoder in 5 s chunks, voice vector
+  encode            Codec.encode_utterance: level, float32 encoder on the fixed 4 s block grid
+                    (tokenizer.BLOCK_SECONDS), voice vector (and pitch stream where the model has one)
+  encode 1 thr      the same on one thread
+  encode float64 (old)  the same with the encoder path before issue 22 (encoder and codebook in
+                    float64, 5 s chunks; `float64_encode_chunks` below), the baseline for the new one
+                    (also on 1 thread); the line after the table: speed-ups, and the share of frames
+                    whose tokens the two paths agree on
   fast decode       Codec.decode with the fast decoder (10 s chunks + context)
   fast decode 1 thr the same on one thread
   convert --like    Codec.convert to the voice of a 10 s reference (encode, the reference's voice
@@ -70,17 +76,61 @@ def timed(fn, repeat: int = 2):
     return best, out
 
 
+def float64_encode_chunks(tokenizer):
+    """Tokenizer._encode_chunks as it was before issue 22 (bench-only, for a same-run baseline):
+    the encoder and codebook in float64, chunks of chunk_seconds with encoder.context each side."""
+    import copy
+
+    from vqcodec.generate import release_memory
+
+    encoder = copy.deepcopy(tokenizer.model.encoder).double().eval()
+    quantizer = copy.deepcopy(tokenizer.model.quantizer).double().eval()
+
+    @torch.inference_mode()
+    def encode_chunks(read, num_samples, chunk_seconds):
+        hop = tokenizer.hop
+        total = -(-num_samples // hop) * hop
+        chunk = max(1, int(chunk_seconds * tokenizer.sample_rate) // hop) * hop
+        ctx = tokenizer.model.encoder.context
+        out = []
+        for a in range(0, total, chunk):
+            b = min(a + chunk, total)
+            lo, hi = max(0, a - ctx), min(total, b + ctx)
+            x = np.zeros(hi - lo, dtype=np.float32)
+            got = read(lo, min(hi, num_samples))
+            x[:len(got)] = got
+            z = encoder(torch.from_numpy(x).to(torch.float64).view(1, -1))[0].T
+            out.append(quantizer.nearest(z).numpy()[(a - lo) // hop:(b - lo) // hop])
+            release_memory()
+        return np.concatenate(out).astype(np.int64)
+    return encode_chunks
+
+
 def speed(codec, seconds: float, baseline: dict | None = None) -> dict:
     """Prints the rows; returns {row: x real time}. With `baseline` (another model's rows from this
     run), a column of ratios to it."""
     wav = signal(seconds)
     torch.set_num_threads(2)
     t_enc, tf = timed(lambda: codec.encode_utterance(wav, 16000))
+    tok = codec.tokenizer
+    torch.set_num_threads(1)
+    t_enc1, _ = timed(lambda: codec.encode_utterance(wav, 16000))
+    tok._encode_chunks = float64_encode_chunks(tok)  # the old path, on this instance only
+    try:
+        t_old1, _ = timed(lambda: codec.encode_utterance(wav, 16000))
+        torch.set_num_threads(2)
+        t_old, tf_old = timed(lambda: codec.encode_utterance(wav, 16000))
+    finally:
+        del tok._encode_chunks
+        torch.set_num_threads(2)
     t_dec, _ = timed(lambda: codec.decode_file(tf))
     torch.set_num_threads(1)
     t_dec1, _ = timed(lambda: codec.decode_file(tf))
     torch.set_num_threads(2)
-    rows = [("encode", seconds, t_enc), ("fast decode", seconds, t_dec), ("fast decode 1 thr", seconds, t_dec1)]
+    same = np.mean(np.all((tf.tokens == tf_old.tokens).reshape(len(tf.tokens), -1), axis=1))
+    rows = [("encode", seconds, t_enc), ("encode 1 thr", seconds, t_enc1), ("encode float64 (old)", seconds, t_old),
+            ("encode f64 (old) 1 thr", seconds, t_old1),
+            ("fast decode", seconds, t_dec), ("fast decode 1 thr", seconds, t_dec1)]
     if codec.has_voice:  # convert --like: encode + the reference's voice (and median F0) + decode
         ref = signal(10.0, seed=1)
         t_conv, _ = timed(lambda: codec.convert(wav, 16000, like=ref, like_rate=16000))
@@ -90,7 +140,7 @@ def speed(codec, seconds: float, baseline: dict | None = None) -> dict:
         t_wn, _ = timed(lambda: codec.decode_file(short, decoder="wavenet"), repeat=1)
         rows.append(("wavenet decode", 10.0, t_wn))
     base = next((r for r in rows if r[0] == "wavenet decode"), None)
-    print(f"{'row':20s} {'audio s':>8s} {'compute s':>10s} {'x real time':>12s} {'vs wavenet':>11s}"
+    print(f"{'row':24s} {'audio s':>8s} {'compute s':>10s} {'x real time':>12s} {'vs wavenet':>11s}"
           + (f" {'vs baseline':>12s}" if baseline else ""))
     out = {}
     for name, audio_s, t in rows:
@@ -99,7 +149,10 @@ def speed(codec, seconds: float, baseline: dict | None = None) -> dict:
         extra = ""
         if baseline:
             extra = f" {out[name] / baseline[name]:11.2f}x" if name in baseline else f" {'-':>12s}"
-        print(f"{name:20s} {audio_s:8.1f} {t:10.3f} {audio_s / t:12.1f} {ratio:>11s}" + extra)
+        print(f"{name:24s} {audio_s:8.1f} {t:10.3f} {audio_s / t:12.1f} {ratio:>11s}" + extra)
+    print(f"encode vs the old float64 path: {t_old / t_enc:.2f}x faster (2 threads), {t_old1 / t_enc1:.2f}x "
+          f"(1 thread); tokens equal to its tokens: "
+          f"{100 * same:.2f}% of frames")
     return out
 
 

@@ -102,7 +102,10 @@ def test_help_has_examples():
     assert "Examples:" in CliRunner().invoke(cli, ["encode", "--help"]).output
 
 
-def test_chunked_encode_equals_whole_file_encode(models, tmp_path):
+def test_chunked_encode_equals_whole_file_encode(models, tmp_path, monkeypatch):
+    from vqcodec import tokenizer
+
+    monkeypatch.setattr(tokenizer, "BLOCK_SECONDS", 0.1)  # 25-token blocks: the 1.15 s spans 12 (4 s default)
     codec = load_model(models["main"])
     wav = _varied(1.15, 1)[:-37]  # not whole hops
     whole = codec.encode(wav, 16000, chunk_seconds=100)

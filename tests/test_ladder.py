@@ -154,7 +154,10 @@ def test_shapes_determinism_and_first_k_of_n_equal_a_k_request(codec):
             codec.encode_utterance(wav, 16000, codebooks=bad)
 
 
-def test_chunked_encode_equals_whole_file_encode_with_n_codebooks(codec, tmp_path):
+def test_chunked_encode_equals_whole_file_encode_with_n_codebooks(codec, tmp_path, monkeypatch):
+    from vqcodec import tokenizer
+
+    monkeypatch.setattr(tokenizer, "BLOCK_SECONDS", 0.1)  # 25-token blocks: the 2.3 s spans 23 (4 s default)
     wav = varied(2.3, 4)
     whole = codec.encode_utterance(wav, 16000, chunk_seconds=60)
     assert whole.tokens.shape[1] == N

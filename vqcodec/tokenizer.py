@@ -2,7 +2,7 @@
 
     wav (any rate, mono or (samples, channels)) --prepare--> float32 at the model's rate
       --level: x level_gain (the gain is kept: the file stores 1 / it)--> level-normalised wav
-      --encoder + codebook(s), chunked, exact--> content codes (ceil(samples / hop),), or
+      --encoder + codebook(s), float32, fixed blocks--> content codes (ceil(samples / hop),), or
                                                  (ceil(samples / hop), k): the first k of N residual codebooks
       --YIN F0, quantized around the median--> pitch stream (models with `[model.pitch]`)
       --voice encoder, first VOICE_MAX_SECONDS--> voice vector, uint8 (V,)   (v2 models)
@@ -12,7 +12,6 @@ names it, and any decoder trained on this tokenizer decodes the file (decoders.p
 """
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,12 @@ from .models.vqvae import VQVAE
 from .nn import voice as voice_codec
 from .nn.pitch import PitchQuantizer, yin_frame_length
 
+# Tokens are computed on a fixed grid of blocks of this much audio (whole tokens), each from its own
+# samples plus the encoder's context: chunked encoding is exact in float32 (Tokenizer._encode_chunks)
+BLOCK_SECONDS = 4.0
+# the codebook search re-ranks this many nearest codes in float64 (VectorQuantizer.nearest)
+NEAREST_CANDIDATES = 8
+TRIM_BLOCKS = 15  # _encode_chunks gives freed heap back to the OS every this many blocks (1 min)
 KBPS_SLACK = 0.025  # codebooks_for_kbps: a step this fraction above the rate asked for still fits
 Reader = Callable[[int, int], np.ndarray]  # read(lo, hi) -> float32 samples lo..hi (fewer at the end)
 
@@ -45,14 +50,14 @@ def level_gain(wav: np.ndarray, target_rms: float) -> float:
 
 class Tokenizer:
     """A VQ-VAE's tokenizer parts (encoder, codebook, voice encoder, pitch tracker) with the level
-    normalisation around them. Long inputs are encoded in chunks whose tokens equal a whole-file
-    encode, so memory stays bounded however long the audio."""
+    normalisation around them. Tokens are encoded on a fixed grid of blocks (`_encode_chunks`), so
+    a long input read in chunks gives tokens bit-identical to a whole-file encode and memory stays
+    bounded however long the audio."""
 
     def __init__(self, model: VQVAE, config: Config):
         self.model = model
         self.config = config
         self.model_id = checkpoint.model_id(model.state_dict(), config.to_dict()["model"])
-        self._enc64 = None
 
     @property
     def sample_rate(self) -> int:
@@ -247,42 +252,69 @@ class Tokenizer:
             release_memory()  # as in _encode_chunks: keeps glibc's heap from growing block by block
         return torch.cat(out)[None]
 
+    @property
+    def block_tokens(self) -> int:
+        """Tokens per block of the fixed grid `_encode_chunks` encodes on (BLOCK_SECONDS of audio)."""
+        return max(1, int(BLOCK_SECONDS * self.sample_rate) // self.hop)
+
     @torch.inference_mode()
     def _encode_chunks(self, read: Reader, num_samples: int, chunk_seconds: float) -> np.ndarray:
-        """Tokens (ceil(num_samples / hop),), or (.., N) with N codebooks, of samples [0, num_samples): each chunk with
-        `encoder.context` samples each side (zeros past the end, as a whole-file encode pads), so
-        the tokens equal a whole-file encode."""
+        """Tokens (ceil(num_samples / hop),), or (.., N) with N codebooks, of samples [0, num_samples),
+        on a fixed grid of blocks of S = `block_tokens` tokens (BLOCK_SECONDS of audio).
+
+        Block k's tokens are computed from the samples [k S hop - ctx, (k + 1) S hop + ctx) alone,
+        clipped to [0, T) (T: num_samples padded with zeros to whole hops; ctx: `encoder.context`,
+        which bounds the receptive field, in whole hops); the encoder runs on exactly that slice and
+        the codebook search on exactly its S (fewer in the last block) middle frames, one block at a
+        time. Clipped at the file's ends, a block sees the ends as a whole-file encode does (the
+        convs' own zero padding), so the tokens are those of a whole-file encode, within float32
+        rounding. The point is the float32 rounding itself: a conv's float32 result at a position
+        depends (at the 1e-7 level) on the shape of the input it runs over, so a near tie between
+        two codes could fall either way if chunks of different lengths were encoded. Here each
+        block's input has a shape and content that depend only on the file and k, never on how
+        the file is read, so chunked tokens are bit-identical to whole-file tokens in float32. The
+        codebook search re-ranks the NEAREST_CANDIDATES nearest codes by their float64 distance
+        (its float32 shortcut's rounding would otherwise decide near ties: on a tiny test model,
+        16-bit PCM input and its float original gave 86-97% equal tokens, against 100% in float64).
+        (Until issue 22 the encoder ran in float64 on chunks of `chunk_seconds` instead, which only
+        made such ties rarer, at 3x the cost.)
+
+        chunk_seconds only sets how much audio is read at a time (rounded to whole blocks, at least
+        one): the tokens do not depend on it. They do depend, at near ties, on the CPU's kernels and
+        on torch's thread count (float32 convs with 1 and 2 threads differ at the 1e-5 level), like
+        any float encode; within one process they are fixed. Blocks are not batched: a batched
+        log-mel front end is not bit-identical to one block alone (measured), and batch 1 is as fast.
+        An encoder with `normalize` (off in the shipped models) removes band means per block."""
         if num_samples <= 0:
             raise AudioError("audio is empty (0 samples)")
         if not chunk_seconds > 0:
             raise VqcodecError(f"chunk length must be positive, got {chunk_seconds}")
-        hop = self.hop
-        encoder, quantizer = self._encoder64()
-        total = -(-num_samples // hop) * hop  # padded to whole tokens
-        chunk = max(1, int(chunk_seconds * self.sample_rate) // hop) * hop
-        ctx = self.model.encoder.context
+        hop, S = self.hop, self.block_tokens
+        ctx = -(-self.model.encoder.context // hop) * hop
+        frames = -(-num_samples // hop)
+        total, span = frames * hop, S * hop
+        blocks = -(-frames // S)
+        per_read = max(1, round(chunk_seconds * self.sample_rate / span))
         out = []
-        for a in range(0, total, chunk):
-            b = min(a + chunk, total)
-            lo, hi = max(0, a - ctx), min(total, b + ctx)
+        for k0 in range(0, blocks, per_read):
+            k1 = min(k0 + per_read, blocks)
+            lo, hi = max(0, k0 * span - ctx), min(total, k1 * span + ctx)
             x = np.zeros(hi - lo, dtype=np.float32)
             got = read(lo, min(hi, num_samples))
             x[:len(got)] = got
-            z = encoder(torch.from_numpy(x).to(self.device, torch.float64).view(1, -1))[0].T  # (frames, D)
-            c = quantizer.nearest(z).cpu().numpy()
-            out.append(c[(a - lo) // hop:(b - lo) // hop])
-            del x, z
-            release_memory()
+            for k in range(k0, k1):
+                a, b = max(0, k * span - ctx), min(total, (k + 1) * span + ctx)
+                out.append(self._encode_block(x[a - lo:b - lo], (k * span - a) // hop, min(S, frames - k * S)))
+            del x
+            if k1 == blocks or k1 // TRIM_BLOCKS > k0 // TRIM_BLOCKS:
+                release_memory()  # blocks of a fixed shape hardly fragment the heap: a trim now and then
         return np.concatenate(out).astype(np.int64)
 
-    def _encoder64(self):
-        """The encoder and quantizer (its codebooks) in float64, made once. A conv's float32 result at a position
-        depends (at the 1e-8 level) on the length of the input it runs over, so a chunk and the
-        whole file can land on different sides of a near tie between two codes; in float64 such
-        ties are ~1e-9 times rarer, which is what makes chunked tokens equal whole-file tokens.
-        (Cost, bench/codec_speed.py: encoding ~2x slower, still far faster than real time.)
-        Made from the weights at first use: a Tokenizer is for inference."""
-        if self._enc64 is None:
-            self._enc64 = (copy.deepcopy(self.model.encoder).double().eval(),
-                           copy.deepcopy(self.model.quantizer).double().eval())
-        return self._enc64
+    def _encode_block(self, x: np.ndarray, first: int, count: int) -> np.ndarray:
+        """Codes of frames [first, first + count) of one block's samples `x` (float32, whole hops):
+        the encoder over all of x, the codebook search over those frames only (a fixed shape)."""
+        encoder = self.model.encoder
+        dtype = next(encoder.parameters()).dtype  # float32; a float64 model (tests) runs in float64
+        w = torch.from_numpy(x).to(self.device, dtype).view(1, -1)
+        z = encoder(w)[0, :, first:first + count].T.contiguous()  # (count, D)
+        return self.model.quantizer.nearest(z, NEAREST_CANDIDATES).cpu().numpy()

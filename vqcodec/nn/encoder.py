@@ -2,14 +2,14 @@
 
 Every strided conv has window `kernel_size` and padding (kernel_size - stride) / 2, so a length that
 is a multiple of the hop divides exactly. Receptive field and per-side context are exposed so a
-long file can be encoded in chunks with results identical to a whole-file encode (codec.py).
+long file can be encoded in blocks with results identical to a whole-file encode (tokenizer.py).
 
 `input = "logmel"` (issue 14, off by default) replaces the strided convs by log-mel frames at the
 token hop and two k=3 convs: the tokens can then hold the spectral envelope but not the waveform's
 fine temporal structure. `normalize` subtracts each band's mean over the encoded input: the
 per-utterance long-term spectrum (much of the voice and the channel) never reaches the tokens. The
-mean is over what the encoder is given, so an utterance encoded in chunks (files over the
-API's chunk length) is normalised per chunk.
+mean is over what the encoder is given, so the codec (which encodes on a fixed grid of blocks,
+tokenizer.BLOCK_SECONDS) normalises per block.
 """
 from __future__ import annotations
 

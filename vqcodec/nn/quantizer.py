@@ -51,11 +51,20 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("steps_unused", torch.zeros(K, dtype=torch.long))
         self.register_buffer("usage", torch.zeros(K))  # assignments since the last reset_usage()
 
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (N, D) -> code indices (N,) of the nearest codebook vectors (squared L2)."""
+    def nearest(self, z: torch.Tensor, candidates: int = 0) -> torch.Tensor:
+        """z: (N, D) -> code indices (N,) of the nearest codebook vectors (squared L2).
+
+        The distances are |z|^2 - 2 z.c + |c|^2 (one matmul). In float32 that sum cancels: its
+        rounding, ~1e-7 |z|^2, can exceed the gap between the two nearest codes, so a near tie
+        falls by rounding rather than by z. candidates > 0 (the codec's float32 encode) re-ranks
+        each row's `candidates` nearest by that sum with the direct float64 distance |z - c|^2."""
         cb = self.codebook
         dist2 = (z.pow(2).sum(1, keepdim=True) - 2 * z @ cb.T + cb.pow(2).sum(1)[None, :])
-        return dist2.argmin(1)
+        if candidates <= 0:
+            return dist2.argmin(1)
+        top = dist2.topk(min(candidates, cb.shape[0]), dim=1, largest=False).indices  # (N, candidates)
+        exact = (z.double()[:, None, :] - cb.double()[top]).pow(2).sum(-1)
+        return top.gather(1, exact.argmin(1, keepdim=True))[:, 0]
 
     def lookup(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """codes (B, T) (or (B, T, 1)) -> vectors (B, D, T); items whose `keep` (B,) is <= 0 get zeros."""
@@ -163,11 +172,12 @@ class ResidualVectorQuantizer(nn.Module):
         dropped = torch.rand(batch) < self.cfg.dropout
         return torch.where(dropped, drawn, torch.full_like(drawn, n))
 
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (M, D) -> codes (M, N): each codebook's nearest vector to what the ones before left."""
+    def nearest(self, z: torch.Tensor, candidates: int = 0) -> torch.Tensor:
+        """z: (M, D) -> codes (M, N): each codebook's nearest vector to what the ones before left
+        (`candidates`: VectorQuantizer.nearest's)."""
         out = []
         for stage in self.stages:
-            c = stage.nearest(z)
+            c = stage.nearest(z, candidates)
             z = z - stage.codebook[c]
             out.append(c)
         return torch.stack(out, 1)
