@@ -146,7 +146,8 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
     torch.manual_seed(cfg.train.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    torch.set_flush_denormal(True)  # denormals in small gradients slow CPU training
+    torch.set_flush_denormal(True)  # denormals in small gradients slow CPU training (undone on return:
+                                    # a process that trains and then does other float work gets IEEE back)
     model = task.build_model().to(device)
     disc = getattr(model, "discriminator", None)
     disc_ids = {id(p) for p in disc.parameters()} if disc is not None else set()
@@ -249,6 +250,7 @@ def train(cfg: Config, task: Task, resume: bool = False, max_steps: int | None =
             if step % cfg.train.checkpoint_every == 0 or step == end:
                 save_checkpoint()
     finally:
+        torch.set_flush_denormal(False)
         bar.close()
         if log is not None:
             log.close()
