@@ -63,7 +63,7 @@ def main():
     with tempfile.TemporaryDirectory() as cache:  # the d-vector tables' cache, removed after
         cfg.data.cache_dir = cfg.train.out_dir = cache
         time_rounds(cfg, rows, args)
-    report(cfg, rows)
+    report_rows(cfg, rows, "none")
 
 
 def time_rounds(cfg, rows: dict, args) -> None:
@@ -74,9 +74,10 @@ def time_rounds(cfg, rows: dict, args) -> None:
             rows[name].append(measure(c, torch.device("cpu"), args.steps, 1)["s_per_step"])
 
 
-def report(cfg, rows: dict) -> None:
-    base = min(rows["none"])
-    print(f"{'variant':<12} {'s/step':>7} {'x none':>7} {'audio s/s':>9}")
+def report_rows(cfg, rows: dict, baseline: str) -> None:
+    """Best seconds per step of each variant, its ratio to `baseline`'s, and audio seconds per second."""
+    base = min(rows[baseline])
+    print(f"{'variant':<12} {'s/step':>7} {'x ' + baseline:>7} {'audio s/s':>9}")
     for name, times in rows.items():
         t = min(times)
         print(f"{name:<12} {t:>7.3f} {t / base:>7.2f} {cfg.train.batch_size * cfg.data.window_seconds / t:>9.1f}")

@@ -52,7 +52,10 @@ def measure(cfg, device: torch.device, steps: int, warmup: int) -> dict:
     task = VQVAETask(cfg, items, None, ["a", "b"])
     torch.manual_seed(0)
     model = task.build_model().to(device).train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    disc = getattr(model, "discriminator", None)  # a fast-decoder discriminator steps after each step, as in train.py
+    disc_ids = {id(p) for p in disc.parameters()} if disc is not None else set()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad and id(p) not in disc_ids], lr=cfg.train.lr)
+    disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.train.lr) if disc is not None else None
     params = sum(p.numel() for p in model.decoder.parameters()) if model.decoder is not None else 0
 
     def one(step):
@@ -63,6 +66,11 @@ def measure(cfg, device: torch.device, steps: int, warmup: int) -> dict:
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         opt.step()
+        d_loss = model.discriminator_loss(out) if disc is not None else None
+        if d_loss is not None:
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
         return batch[0].numel()
 
     for s in range(warmup):
