@@ -24,7 +24,7 @@ from vqcodec.nn.spectral import SpectralLoss, anti_wrap, phase_losses
 from vqcodec.tasks import VQVAETask
 from vqcodec.train import WeightEMA, train
 
-NEW_PREFIXES = ("fast_decoder.excitation_inp.", "fast_discriminator.")
+NEW_PREFIXES = ("fast_decoder.excitation_inp.", "fast_decoder.source_gain.", "fast_discriminator.")
 
 
 def harmonic_config(out_dir: str = "", **train):
@@ -34,14 +34,17 @@ def harmonic_config(out_dir: str = "", **train):
 
 
 # --------------------------------------------------------------------------- off by default
-def test_defaults_add_no_weights_and_keep_the_ids():
+@pytest.mark.parametrize("excitation", ["harmonic", "source"])
+def test_defaults_add_no_weights_and_keep_the_ids(excitation):
     """With every lever at its default the model has the weights it had before issue 22; with every
     lever on, the tokenizer (hence the id of its files) is the same."""
     cfg, model = make_pitch_model()
     state = model.state_dict()
     assert not [k for k in state if k.startswith(NEW_PREFIXES)]
     on = harmonic_config()
-    on.model.loss.phase_weight, on.model.loss.adversarial_weight = 1.0, 1.0
+    on.model.fast.excitation = excitation
+    on.model.loss.phase_weight = 1.0 if excitation == "harmonic" else 0.0  # the source refuses the phase losses
+    on.model.loss.adversarial_weight = 1.0
     torch.manual_seed(0)
     lever_model = VQVAE(on.model, 2)
     lever_model.load_state_dict(state, strict=False)
@@ -537,3 +540,26 @@ def test_the_source_decoder_trains_and_refuses_the_phase_losses(tmp_path):
                              pitch_features(torch.full((1, T), 150.0), 1, T), wav)
     out["loss"].backward()
     assert model.fast_decoder.source_gain.weight.grad.abs().sum() > 0
+
+
+def test_a_new_source_decoder_trains_on_an_exported_tokenizer(stage1, tmp_path):
+    """`train export --tokenizer-only` drops the fast decoder; a stage-'fast' run with the source
+    decoder starts from it, and its tokens (hence the model id) are the tokenizer's."""
+    from click.testing import CliRunner
+
+    from vqcodec.cli import cli
+
+    _, path, _ = stage1
+    tok = tmp_path / "tok.pt"
+    result = CliRunner().invoke(cli, ["train", "export", path, str(tok), "--tokenizer-only"])
+    assert result.exit_code == 0, result.output
+    state = checkpoint.load(tok)
+    assert not [k for k in state["model"] if k.startswith("fast_decoder.")] and "history" not in state
+    assert [k for k in state["model"] if k.startswith("encoder.")]
+    cfg = _fast_stage(tmp_path, "src", str(tok), 2)
+    cfg.model.fast.excitation = "source"
+    cfg.model.loss.phase_weight = 0.0
+    logged = _losses(cfg)
+    assert len(logged) == 2 and all(math.isfinite(s["loss"]) for s in logged)
+    new = from_checkpoint(checkpoint.load(tmp_path / "src" / "checkpoint.pt"))
+    assert new.model_id == from_checkpoint(checkpoint.load(path)).model_id

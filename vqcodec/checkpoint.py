@@ -51,13 +51,21 @@ def config_of(state: dict[str, Any]) -> Config:
     return Config.from_dict(state["config"])
 
 
-def export(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+DECODER_PREFIXES = ("fast_decoder.", "fast_discriminator.")  # what `export(tokenizer_only=True)` leaves out
+
+
+def export(src: str | os.PathLike, dst: str | os.PathLike, tokenizer_only: bool = False) -> None:
     """Strip optimizer and RNG state: what ships in pretrained/. A run with a weight EMA
-    (train.ema_decay) ships the averaged weights of the parameters it trained."""
+    (train.ema_decay) ships the averaged weights of the parameters it trained. tokenizer_only: also
+    leave out the fast decoder (and its discriminator) and the training history: the start of a new
+    decoder trained on the frozen tokenizer (`train.init` with `train.stage = "fast"`)."""
     state = load(src)
     keep = {k: state[k] for k in ("kind", "config", "meta", "model", "step", "history") if k in state}
     if "ema" in state:
         keep["model"] = {**state["model"], **state["ema"]}
+    if tokenizer_only:
+        keep = {k: v for k, v in keep.items() if k not in ("step", "history")}
+        keep["model"] = {k: v for k, v in keep["model"].items() if not k.startswith(DECODER_PREFIXES)}
     save(dst, keep)
 
 

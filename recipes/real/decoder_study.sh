@@ -33,14 +33,7 @@ GAN_WEIGHT=${GAN_WEIGHT:-1.0}
 mkdir -p $R $OUT
 
 # the shipped low-rate model without its fast decoder: every variant's decoder starts from scratch
-[ -f $R/tokenizer.pt ] || python - "$R/tokenizer.pt" <<'PY'
-import sys
-from vqcodec import checkpoint
-from vqcodec.pretrained import resolve
-state = checkpoint.load(resolve("vqcodec-real-lowrate"))
-state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("fast_decoder.")}
-checkpoint.save(sys.argv[1], {k: state[k] for k in ("kind", "config", "meta", "model")})
-PY
+[ -f $R/tokenizer.pt ] || vqcodec train export pretrained/vqcodec-real-lowrate.pt $R/tokenizer.pt --tokenizer-only
 
 FAST="--set train.stage=fast --set train.steps=$STEPS --set train.init=$R/tokenizer.pt"
 variant() {

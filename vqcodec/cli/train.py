@@ -82,15 +82,21 @@ def train_prior(config_path, resume, overrides):
 @train.command("export")
 @click.argument("src", metavar="CHECKPOINT")
 @click.argument("dst", metavar="OUT")
-def export(src, dst):
+@click.option("--tokenizer-only", is_flag=True,
+              help="Leave out the fast decoder too: the start of a new decoder trained on the frozen "
+                   "tokenizer (--set train.init=OUT --set train.stage=fast).")
+def export(src, dst, tokenizer_only):
     """Strip optimizer and RNG state from a training checkpoint (what ships in pretrained/); a run
     with a weight EMA (train.ema_decay) ships the averaged weights.
 
     \b
-    Example:
+    Examples:
       vqcodec train export runs/synth/vqvae/checkpoint.pt pretrained/my-model.pt
+      vqcodec train export pretrained/vqcodec-real-lowrate.pt runs/tok.pt --tokenizer-only
+      vqcodec train vqvae recipes/real/lowrate.toml --set train.init=runs/tok.pt --set train.stage=fast \\
+          --set model.fast.excitation=source --set train.out_dir=runs/new-decoder
     """
     from .. import checkpoint
 
-    checkpoint.export(src, dst)
+    checkpoint.export(src, dst, tokenizer_only)
     click.echo(f"wrote {dst}")
