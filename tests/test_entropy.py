@@ -411,3 +411,47 @@ def test_cli_crafted_262_kb_file_one_line_error(cli_models, tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("vqcodec: error:")]
     assert r.exit_code == 1 and len(errors) == 1 and "Traceback" not in r.output, r.output
     assert "crafted.vqc" in errors[0] and "corrupt entropy-coded payload" in errors[0]
+
+
+# --------------------------------------------------------------------------- a ladder step's file
+@pytest.mark.parametrize("books", [2, 4])
+def test_a_file_of_several_codebooks_codes_the_first_and_packs_the_rest(books):
+    """Entropy-coded, a ladder step keeps codebook 1 in the content stream (the prior's) and the
+    others bit-packed in the residual stream: lossless, and smaller than packing all of them when
+    codebook 1 is predictable."""
+    rng = np.random.default_rng(books)
+    first = np.repeat(rng.integers(0, 3, 40), 5)                 # 200 frames a prior finds easy
+    tokens = np.column_stack([first] + [rng.integers(0, 16, 200) for _ in range(books - 1)])
+    tf = token_file(tokens)
+    data = round_trip(tf, coder(chunk=4, batch=64))
+    assert codes.from_bytes(data, coder_for=coder(chunk=4, batch=64)).tokens.shape == (200, books)
+    info = codes.describe(codes.from_bytes(data, coder_for=coder(chunk=4, batch=64)), data)
+    assert info["codebooks"] == books and info["content_coding"].startswith("entropy")
+    residual_bytes = -(-200 * (books - 1) * 4 // 8)
+    assert info["content_bytes"] >= residual_bytes                # the residual codebooks are counted
+    plain = codes.to_bytes(tf)
+    assert codes.from_bytes(plain).tokens.shape == (200, books)
+
+
+def test_a_residual_stream_is_refused_where_it_does_not_belong():
+    """Beside a bit-packed content stream, with a count that is not frames x R, or with R = 0."""
+    tf = token_file(np.column_stack([np.arange(64) % 16, (np.arange(64) * 3) % 16]))
+    data = codes.to_bytes(tf, coder=coder(chunk=4, batch=64))
+    head, streams = codes._read_v4(data, "f")
+    by = {s.kind: s for s in streams}
+    res = by[codes.RESIDUAL]
+    for change in ({"count": res.count - 1}, {"params": bytes([0])}, {"params": bytes([2])}, {"k": 8}):
+        bad = [dataclasses_replace(s, **change) if s.kind == codes.RESIDUAL else s for s in streams]
+        with pytest.raises(FormatError, match="residual stream|inconsistent|truncated|unexpected"):
+            codes.from_bytes(codes._assemble(head, bad), coder_for=coder(chunk=4, batch=64))
+    plain = [dataclasses_replace(s, coding=codes.PLAIN, prior=codes._NO_PRIOR, chunk=0, batch=0, pad=0,
+                                 data=codes.pack_bits(np.arange(64) % 16, 4))
+             if s.kind == codes.CONTENT else s for s in streams]
+    with pytest.raises(FormatError, match="residual stream"):
+        codes.from_bytes(codes._assemble(head, plain))
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)

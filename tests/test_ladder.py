@@ -247,8 +247,6 @@ def test_cli_encode_kbps_info_decode(ladder_path, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--kbps", "0.5"], "0.5 kbps is below this model's lowest step; its steps are 1, 2, 3 kbps"),
-    (["--kbps", "2", "--entropy"], "--entropy codes one codebook, but these files would hold 2"),
-    (["--entropy"], "--entropy codes one codebook, but these files would hold 3"),
 ])
 def test_cli_encode_refuses_bad_ladder_requests_with_one_line(ladder_path, tmp_path, args, message):
     src = tmp_path / "talk.wav"
@@ -354,15 +352,39 @@ def test_the_ladder_recipe_builds_a_four_step_ladder_of_2_25_kbps():
     assert Tokenizer(model, cfg).ladder() == [562.5, 1125.0, 1687.5, 2250.0]
 
 
-def test_the_prior_refuses_a_token_corpus_of_several_codebooks(codec, tmp_path):
+def test_the_prior_learns_the_first_codebook_of_a_ladder_corpus(codec, tmp_path):
     from vqcodec.data.tokens import load_token_corpus
 
     tf = codec.encode_utterance(varied(0.5, 2), 16000, codebooks=2)
     codes.write(tmp_path / "us1" / "a.vqc", tf)
-    with pytest.raises(VqcodecError, match="holds 2 codebooks per frame, but the prior models one"):
-        load_token_corpus(tmp_path, codec.model_id)
-    codes.write(tmp_path / "us1" / "a.vqc", codec.encode_utterance(varied(0.5, 2), 16000, codebooks=1))
-    assert load_token_corpus(tmp_path, codec.model_id)[0][2].ndim == 1
+    (_, _, tokens), = load_token_corpus(tmp_path, codec.model_id)
+    np.testing.assert_array_equal(tokens, tf.tokens[:, 0])
+
+
+def test_cli_entropy_codes_every_ladder_step_losslessly(ladder_path, codec, tmp_path):
+    """--entropy on a ladder model: codebook 1 coded with the prior, the rest packed; decode gives
+    the plain file's audio, info counts every codebook."""
+    from test_entropy import save_prior, tiny_prior
+
+    prior = save_prior(tmp_path / "prior.pt", tiny_prior(k=codec.codebook_size), codec.model_id, SPEAKERS)
+    src = tmp_path / "talk.wav"
+    sf.write(src, varied(1.0, 9), 16000)
+    run = CliRunner().invoke
+    for kbps in ("1", "2", "3"):
+        plain, coded = tmp_path / f"p{kbps}.vqc", tmp_path / f"e{kbps}.vqc"
+        assert run(cli, ["encode", str(src), "-m", ladder_path, "--kbps", kbps, "-o", str(plain)]).exit_code == 0
+        r = run(cli, ["encode", str(src), "-m", ladder_path, "--kbps", kbps, "--entropy", "--prior", str(prior),
+                      "-o", str(coded)])
+        assert r.exit_code == 0, r.output
+        from vqcodec.api import coder_for_priors
+        back = codes.read(coded, coder_for=coder_for_priors(str(prior)))
+        assert back == codes.read(plain) and back.codebooks == int(kbps)
+        info = run(cli, ["info", str(coded), "--prior", str(prior)]).output
+        assert f"codebooks: {kbps}" in info and "entropy (prior" in info
+        r = run(cli, ["decode", str(coded), "-m", ladder_path, "--prior", str(prior), "-o", str(tmp_path / "e.wav"), "-f"])
+        assert r.exit_code == 0, r.output
+        r = run(cli, ["decode", str(plain), "-m", ladder_path, "-o", str(tmp_path / "p.wav"), "-f"])
+        np.testing.assert_array_equal(sf.read(tmp_path / "e.wav")[0], sf.read(tmp_path / "p.wav")[0])
 
 
 @pytest.mark.parametrize("stage", ["fast", "wavenet"])

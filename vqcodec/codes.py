@@ -17,7 +17,7 @@ group first, minimal length, at most 10 bytes, < 2**64); other integers little-e
     model id     8       raw bytes: the TOKENIZER that made the streams (16 hex chars in the API)
     speaker      1 + L   length L (uint8), then L bytes of UTF-8 (may be empty)
     stream count 1       S, then S streams in increasing type order, each:
-        type       1       1 content, 2 pitch, 3 voice, 4 gain
+        type       1       1 content, 2 pitch, 3 voice, 4 gain, 5 residual
         coding     1       0 bit-packed, 1 entropy-coded
         K          varint  alphabet: the values lie in [0, K); ceil(log2 K) bits each when packed
         count      varint  number of values
@@ -40,9 +40,15 @@ group first, minimal length, at most 10 bytes, < 2**64); other integers little-e
     voice    no        256        V, 1..255              none: the quantized voice vector, a byte a dimension
     gain     yes       0          0 (no data)            float32, finite, >= 0: the decoder multiplies its
                                                          audio by it (undoes the level normalisation)
+    residual no        codebook   frames x R             R (uint8 >= 1): codebooks 2..R+1 of each frame, frame
+                                                         by frame; only beside an entropy-coded content
+                                                         stream of one codebook (the first)
 
-Entropy coding is defined for the content stream with one codebook (a prior over codes); the other
-types are read bit-packed (coding 1 on them is refused as "not supported by this vqcodec"). An
+Entropy coding is defined for the content stream with one codebook (a prior over codes). A file of
+N > 1 residual codebooks (a bitrate ladder's step) is entropy-coded as its first codebook in the
+content stream, coded with the prior (which models that codebook), and the other N - 1 bit-packed
+in the residual stream. The other types are read bit-packed (coding 1 on them is refused as "not
+supported by this vqcodec"). An
 entropy-coded stream (of any version) obeys `entropy_layout_problem`: at most MAX_VALUES_PER_BYTE
 values per payload byte (plus 8 bytes' worth; a writer whose coder did better ends the payload with
 zero words up to that floor, the least it can be), and chunk and batch such that decoding takes at
@@ -74,7 +80,7 @@ import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, Union
 
@@ -89,8 +95,8 @@ PITCH_VERSION = 3               # the legacy version of files with a pitch strea
 READABLE_VERSIONS = (1, 2, 3, 4)
 SUFFIX = ".vqc"
 PLAIN, ENTROPY = 0, 1           # stream codings
-CONTENT, PITCH, VOICE, GAIN = 1, 2, 3, 4  # stream types
-STREAM_NAMES = {CONTENT: "content", PITCH: "pitch", VOICE: "voice", GAIN: "gain"}
+CONTENT, PITCH, VOICE, GAIN, RESIDUAL = 1, 2, 3, 4, 5  # stream types
+STREAM_NAMES = {CONTENT: "content", PITCH: "pitch", VOICE: "voice", GAIN: "gain", RESIDUAL: "residual"}
 # Entropy-coded streams (every version): what bounds a reader's work and memory by the bytes it reads.
 MAX_BATCH = 256                 # chunks a decoder steps together: bounds the prior's state memory
 MAX_CHUNK = 256                 # values per independently coded chunk (writers use 128): one chunk
@@ -411,11 +417,17 @@ def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
     tf._check_pitch()  # the fields may have been changed since construction
     values = tokens.reshape(-1)
     content = _Stream(CONTENT, PLAIN, tf.codebook_size, values.size, bytes([tf.codebooks]), b"")
+    residual = None
     if coder is None:
         content.data = pack_bits(values, bits)
     else:
-        if tf.codebooks != 1:
-            raise FormatError(f"entropy coding takes one codebook; these tokens have {tf.codebooks}")
+        if tf.codebooks > 1:  # the first codebook entropy-coded, the others packed in the residual stream
+            rest = tokens[:, 1:]
+            residual = _Stream(RESIDUAL, PLAIN, tf.codebook_size, rest.size, bytes([rest.shape[1]]),
+                               pack_bits(rest.reshape(-1), bits))
+            tf = replace(tf, tokens=np.ascontiguousarray(tokens[:, 0]))
+            values = tf.tokens
+            content.count, content.params = values.size, bytes([1])
         problem = entropy_layout_problem(values.size, coder.chunk, coder.batch)
         if problem:
             raise FormatError(f"cannot entropy-code {values.size} tokens: {problem}")
@@ -432,6 +444,8 @@ def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
     if tf.voice.size:
         streams.append(_Stream(VOICE, PLAIN, 256, tf.voice.size, b"", tf.voice.tobytes()))
     streams.append(_Stream(GAIN, PLAIN, 0, 0, _F32.pack(tf.gain), b""))
+    if residual is not None:
+        streams.append(residual)
     return _assemble(dict(sample_rate=int(tf.sample_rate), num_samples=int(tf.num_samples), hop=int(tf.hop),
                           model_id=_model_id_bytes(tf.model_id), speaker=speaker), streams)
 
@@ -587,6 +601,9 @@ def from_bytes(data: bytes, expect_model_id: str | None = None, source: str = "t
         tf.pitch_levels, tf.pitch_every, tf.f0_median = pitch.k, every, median
     tokens = _values(content, coder_for, tf, source)
     tf.tokens = tokens if codebooks == 1 else tokens.reshape(frames, codebooks)
+    if RESIDUAL in s:  # an entropy-coded ladder step: codebook 1 above, the others packed here
+        rest = _values(s[RESIDUAL], None, tf, source).reshape(frames, s[RESIDUAL].params[0])
+        tf.tokens = np.concatenate([tf.tokens[:, None], rest], axis=1)
     return tf
 
 
@@ -655,6 +672,14 @@ def _check_streams(head: dict, streams: list[_Stream], source: str) -> dict[int,
                 or pitch.count != -(-frames // pitch.params[0])):
             raise bad(f"pitch stream: levels {pitch.k}, params {pitch.params.hex()}, {pitch.count} values "
                       f"for {frames} frames")
+    residual = by.get(RESIDUAL)
+    if residual is not None and (len(residual.params) != 1 or residual.params[0] < 1
+                                 or residual.params[0] + 1 > MAX_CODEBOOKS or residual.k != content.k
+                                 or residual.count != frames * residual.params[0]
+                                 or content.coding != ENTROPY or content.params[0] != 1 or residual.coding != PLAIN):
+        raise bad(f"residual stream of {residual.count} values in {residual.params[:1].hex() or 'no'} codebooks "
+                  f"below {residual.k}, beside a {'bit-packed' if content.coding == PLAIN else 'coded'} content "
+                  f"stream of {content.params[0]} codebook(s) and {frames} frames")
     voice = by.get(VOICE)
     if voice is not None and (voice.k != 256 or voice.params or not 1 <= voice.count <= _MAX_VOICE):
         raise bad(f"voice stream of {voice.count} values below {voice.k}")
@@ -767,8 +792,8 @@ def describe(tf: TokenFile, data: bytes | None = None) -> dict:
     """A flat, JSON-able summary of a token file (what `vqcodec info` prints).
 
     One bitrate convention (encode, info and the docs use it): bits stored per second of the
-    original audio. tokens_bps counts the content stream's data as stored (bit-packed or
-    entropy-coded), streams_bps the data and parameters of every stream (content, pitch, voice,
+    original audio. tokens_bps counts the codes' data as stored (the content stream, bit-packed or
+    entropy-coded, plus an entropy-coded ladder file's residual codebooks), streams_bps the data and parameters of every stream (content, pitch, voice,
     gain), file_bps the whole file (headers and CRCs too). Sizes come from `data` (the file's bytes)
     when given, else from how `tf` was read from disk, else from `to_bytes(tf)` (bit-packed)."""
     if data is None and tf.file_bytes is None:
@@ -785,8 +810,9 @@ def describe(tf: TokenFile, data: bytes | None = None) -> dict:
     bits = tf.bits_per_token
     values = tf.num_tokens * tf.codebooks
     plain = _payload_size(values, bits)
-    content = sizes["content"]
-    side = sizes.get("voice", 0) + (4 if version > 1 else 0) + (5 if tf.pitch_levels else 0)
+    content = sizes["content"] + sizes.get("residual", 0)  # all the codes, however they are stored
+    side = (sizes.get("voice", 0) + (4 if version > 1 else 0) + (5 if tf.pitch_levels else 0)
+            + (1 if "residual" in sizes else 0))
     streams = content + sizes.get("pitch", 0) + side
     books = tf.tokens.reshape(tf.num_tokens, tf.codebooks).T  # one row per codebook
     used = sum(int(np.unique(b).size) for b in books) if tf.num_tokens else 0  # summed over the codebooks

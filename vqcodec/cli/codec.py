@@ -182,8 +182,8 @@ def _summary(done: str, ok: int, total: int, seconds: float, audio_s: float | No
 @click.option("--entropy", is_flag=True,
               help="Entropy-code the tokens with the prior: same tokens, a smaller token stream (real English "
                    "with the shipped priors: 6.0 instead of 9 bits/token; `vqcodec info` shows a file's); "
-                   "decoding needs that prior. Defined for one codebook only: a file of several codebooks "
-                   "(a ladder step above the first) is refused.")
+                   "decoding needs that prior. A ladder step of several codebooks codes its first codebook "
+                   "with the prior and packs the others (the prior models the first).")
 @click.option("--prior", "prior_name", default=None,
               help="With --entropy: shipped prior name or checkpoint path [default: the shipped model's own "
                    "prior, e.g. default-prior].")
@@ -216,10 +216,6 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, kbps
         return
     codec = _load(model_name)
     codebooks = codec.codebooks_for_kbps(kbps) if kbps is not None else codec.codebooks
-    if entropy and codebooks > 1:
-        raise VqcodecError(f"--entropy codes one codebook, but these files would hold {codebooks} (entropy "
-                           "coding is defined for single-codebook content): leave out --entropy, or choose "
-                           "the ladder's lowest step with --kbps")
     if entropy and prior_name is None:
         from ..pretrained import prior_of
 

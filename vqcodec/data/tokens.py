@@ -15,7 +15,8 @@ def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = Non
                       ) -> list[tuple[str, str, np.ndarray]]:
     """(utterance id, speaker, tokens) for every .vqc under root, sorted by path. The speaker is
     the one recorded in the file, else the first folder level under root. Files of another model
-    are refused (their tokens index another codebook)."""
+    are refused (their tokens index another codebook). Files of a bitrate-ladder model give their
+    first codebook: what the prior models (the entropy coder packs the others)."""
     root = Path(root)
     if not root.is_dir():
         raise VqcodecError(f"{root}: no such token directory (make one with `vqcodec encode CORPUS -o {root}`)")
@@ -29,10 +30,7 @@ def load_token_corpus(root: str | os.PathLike, expect_model_id: str | None = Non
             raise VqcodecError(f"{f}: tokens of VQ-VAE model {tf.model_id}, but the prior is for model "
                                f"{expect_model_id} ([prior] vqvae): their codebooks differ; encode the "
                                f"corpus with that model (`vqcodec encode CORPUS -o {root} --model ...`)")
-        if tf.codebooks > 1:
-            raise VqcodecError(f"{f}: holds {tf.codebooks} codebooks per frame, but the prior models one "
-                               "(a prior for a bitrate-ladder model is not supported yet)")
         rel = f.relative_to(root)
         speaker = tf.speaker or (rel.parts[0] if len(rel.parts) > 1 else "")
-        out.append((str(rel.with_suffix("")), speaker, tf.tokens))
+        out.append((str(rel.with_suffix("")), speaker, tf.tokens if tf.codebooks == 1 else tf.tokens[:, 0].copy()))
     return out
