@@ -270,6 +270,34 @@ class FakeCodec:
         return np.abs(np.fft.rfft(frames, axis=1)).argmax(axis=1).astype(np.int64)
 
 
+class FakeLadderCodec(FakeCodec):
+    """FakeCodec's tokens as the first of 3 codebooks, the others noise: a bitrate-ladder model."""
+
+    def encode(self, wav, sample_rate):
+        first = super().encode(wav, sample_rate)
+        rest = np.random.default_rng(len(wav)).integers(0, self.codebook_size, (len(first), 2))
+        return np.column_stack([first, rest])
+
+
+def test_a_ladder_model_is_analysed_by_its_first_codebook(tmp_path):
+    """Tokens (frames, N): the analysis sees codebook 1, frame-aligned (flattening them would put
+    N codes in each frame's place)."""
+    from vqcodec.analysis.report import run_phoneme_analysis
+
+    rng = np.random.default_rng(0)
+    for spk in ("spk1", "spk2"):
+        (tmp_path / "data" / spk).mkdir(parents=True)
+        for i, sent in enumerate([["sil", "AA", "S", "IY", "sil"], ["sil", "M", "AA", "M", "sil"]] * 2):
+            wav, ivs = _tone_utterance(rng, sent)
+            sf.write(tmp_path / "data" / spk / f"u{i}.wav", wav, 16000)
+            (tmp_path / "data" / spk / f"u{i}.tsv").write_text(
+                "".join(f"{iv.start:.3f}\t{iv.end:.3f}\t{iv.label}\n" for iv in ivs))
+    reps = [run_phoneme_analysis(c, tmp_path / "data", tmp_path / name, baseline=False, progress=False)
+            for c, name in ((FakeCodec(), "one"), (FakeLadderCodec(), "ladder"))]
+    assert reps[1]["tokens"]["mapping_accuracy"] == reps[0]["tokens"]["mapping_accuracy"]
+    assert reps[1]["tokens"]["pnmi"] == reps[0]["tokens"]["pnmi"] and reps[0]["tokens"]["pnmi"] > 0.3
+
+
 def test_analyze_phonemes_cli_writes_report(tmp_path, monkeypatch):
     import vqcodec
     from click.testing import CliRunner

@@ -367,7 +367,7 @@ def test_the_readme_use_block_runs_in_order(tmp_path):
         args = [sys.executable, "-m", "vqcodec", *command.split()[1:]]
         out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (command, out.stderr)
-    for name in ("talk.vqc", "talk_e.vqc", "talk.decoded.wav", "talk.wavenet.wav", "talk_as_alice.wav",
-                 "talk_as_us2.wav", "tokens/spk/a.vqc", "decoded/spk/b.wav", "babble.wav", "talk_lo.vqc",
-                 "talk_lo.decoded.wav"):
+    for name in ("talk.vqc", "talk_1k.vqc", "talk_e.vqc", "talk.decoded.wav", "talk_1k.decoded.wav",
+                 "talk_v2.vqc", "talk_v2.wavenet.wav", "talk_as_alice.wav", "talk_as_us2.wav", "tokens/spk/a.vqc",
+                 "decoded/spk/b.wav", "babble.wav", "talk_lo.vqc", "talk_lo.decoded.wav"):
         assert (tmp_path / name).is_file(), name

@@ -160,16 +160,17 @@ def test_identical_bytes_and_tokens_at_one_and_two_threads():
 
 
 def test_real_tokens_with_the_shipped_prior_are_smaller_and_exact():
-    """Tokens of the shipped example with the shipped model and prior: same tokens, fewer bits."""
+    """Tokens of the shipped example with v2 and its prior: same tokens, fewer bits (the default
+    ladder model's: test_pretrained.py)."""
     from vqcodec.api import load_prior
 
     root = Path(__file__).resolve().parent.parent
-    codec = load_model("default")
+    codec = load_model("vqcodec-real-v2")
     tokens = codec.encode_file(root / "pretrained" / "examples" / "example.wav")
     tokens = tokens[:600]  # 2.4 s keeps the test quick
     tf = TokenFile(tokens, codec.sample_rate, len(tokens) * codec.hop, codec.hop, codec.codebook_size,
                    codec.model_id, speaker="us1")
-    c = EntropyCoder.from_prior(load_prior("default-prior"))
+    c = EntropyCoder.from_prior(load_prior("vqcodec-real-v2-prior"))
     data = round_trip(tf, c)
     info = codes.describe(codes.from_bytes(data, coder_for=c))
     assert info["stored_bits_per_token"] < 0.8 * codec.bits_per_token

@@ -182,7 +182,8 @@ def test_adversary_checkpoints_load_strictly_and_stage_two_ignores_it(tmp_path):
 
 # --------------------------------------------------------------------------- defaults change nothing
 def test_shipped_model_ids_unchanged():
-    assert load_model("default").model_id == "09fbd5516c092206"
+    assert load_model("vqcodec-real-v2").model_id == "09fbd5516c092206"
+    assert load_model("vqcodec-real-ladder").model_id == "eb378e155cd4d097"
     assert load_model("vqcodec-synth-v1").model_id == "0facbb2f4238a1ae"
 
 

@@ -13,8 +13,8 @@ EXAMPLE = PRETRAINED_DIR / "examples" / "example.wav"
 
 
 def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
-    for name in ("default", "default-prior", "vqcodec-synth-v1", "vqcodec-synth-v1-prior", "vqcodec-real-lowrate",
-                 "vqcodec-real-lowrate-prior", "vqcodec-real-convert"):
+    for name in ("default", "default-prior", "vqcodec-real-v2", "vqcodec-real-v2-prior", "vqcodec-synth-v1",
+                 "vqcodec-synth-v1-prior", "vqcodec-real-lowrate", "vqcodec-real-lowrate-prior", "vqcodec-real-convert"):
         path = PRETRAINED_DIR / NAMES[name]
         assert path.exists(), f"{path} is missing"
         assert path.stat().st_size < 20 * 2 ** 20
@@ -23,25 +23,54 @@ def test_shipped_checkpoints_hold_no_optimizer_and_load_with_weights_only():
         assert checkpoint.load(path)["meta"]["speakers"]
 
 
-def test_default_model_encodes_and_decodes_the_shipped_example():
+def test_default_model_is_the_ladder_and_every_step_decodes_the_shipped_example():
+    """The default (issue 22): 62.5 frames/s x 4 residual codebooks; each ladder step decodes the
+    example back to its spectral envelope, and more codebooks come closer."""
+    from vqcodec.evaluation.metrics import mel_distance
+
     codec = vqcodec.load_model("default")
+    assert codec.model_id == vqcodec.load_model("vqcodec-real-ladder").model_id == "eb378e155cd4d097"
+    assert codec.hop == 256 and codec.codebook_size == 512 and codec.codebooks == 4
+    assert codec.ladder == [562.5, 1125.0, 1687.5, 2250.0] and codec.codebooks_for_kbps(1.1) == 2
+    assert codec.has_voice and codec.decoders == ["fast"] and not codec.has_pitch
+    assert "us3" not in codec.speakers and "ast_en" not in codec.speakers  # evaluation voices
+    wav = load(EXAMPLE)
+    tf = codec.encode_utterance(wav, 16000)
+    assert tf.tokens.shape == (-(-len(wav) // 256), 4)
+    assert len(np.unique(tf.tokens[:, 0])) > 20  # speech uses many codes
+    distances = []
+    for k in (1, 2, 3, 4):
+        step = codec.encode_utterance(wav, 16000, codebooks=k)
+        assert step.codebooks == k and np.array_equal(step.tokens.reshape(len(tf.tokens), k), tf.tokens[:, :k])
+        out = codec.decode_file(step)
+        assert out.shape == wav.shape and np.isfinite(out).all()
+        distances.append(mel_distance(wav, out))
+    assert max(distances) < 0.5 * mel_distance(wav, np.roll(wav, len(wav) // 2))
+    assert distances[3] < distances[0]
+
+
+def test_v2_still_loads_by_name_with_both_decoders():
+    """The previous default: its .vqc files (id 09fbd5516c092206) still decode, by name or by id."""
+    codec = vqcodec.load_model("vqcodec-real-v2")
     assert codec.hop == 64 and codec.codebook_size == 512 and codec.bitrate == 2250
     assert codec.model_id == "09fbd5516c092206"  # what its .vqc files name: unchanged by later config keys
     assert codec.codebooks == 1 and codec.ladder == [2250.0]
     assert codec.has_voice and codec.decoders == ["fast", "wavenet"]
-    assert "us3" not in codec.speakers and "ast_en" not in codec.speakers  # evaluation voices
     wav = load(EXAMPLE)
     tf = codec.encode_utterance(wav, 16000)
     assert len(tf.tokens) == -(-len(wav) // 64)
-    assert len(np.unique(tf.tokens)) > 20  # speech uses many codes
     out = codec.decode_file(tf)
     assert out.shape == wav.shape and np.isfinite(out).all()
-    # a trained decoder gives back the input's spectral envelope: far closer than another file's
     from vqcodec.evaluation.metrics import mel_distance
 
     assert mel_distance(wav, out) < 0.5 * mel_distance(wav, np.roll(wav, len(wav) // 2))
     wn = codec.decode(tf.tokens[:50], voice=tf.voice, decoder="wavenet", seed=0)
     assert wn.shape == (50 * 64,) and np.isfinite(wn).all() and wn.std() > 1e-3
+    from vqcodec.api import ModelsById
+    from vqcodec.pretrained import shipped_models
+
+    assert shipped_models()[0] == "default" and "vqcodec-real-v2" in shipped_models()
+    assert ModelsById(*shipped_models()).find("09fbd5516c092206").model_id == codec.model_id
 
 
 def test_lowrate_model_round_trips_the_example_through_a_vqc_file(tmp_path):
@@ -84,6 +113,23 @@ def test_default_prior_pairs_with_the_default_model():
     prior.check_compatible(codec)
     tokens = prior.sample(20, None, seed=0)
     assert tokens.shape == (20,) and tokens.max() < 512
+
+
+def test_default_prior_entropy_codes_every_ladder_step_exactly():
+    """Codebook 1 coded with the default prior, the others packed: lossless, and smaller than
+    packing all of them."""
+    from vqcodec import codes
+    from vqcodec.api import load_prior
+    from vqcodec.entropy import EntropyCoder
+
+    codec = vqcodec.load_model("default")
+    coder = EntropyCoder.from_prior(load_prior("default-prior"))
+    wav = load(EXAMPLE)
+    for k in (1, 4):
+        tf = codec.encode_utterance(wav, 16000, codebooks=k)
+        data = codes.to_bytes(tf, coder=coder)
+        assert codes.from_bytes(data, coder_for=coder) == tf
+        assert len(data) < len(codes.to_bytes(tf))
 
 
 def test_lowrate_prior_entropy_codes_a_lowrate_file_exactly():

@@ -9,7 +9,10 @@ from .errors import VqcodecError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clone / editable install
 INSTALLED_DIR = Path(sys.prefix) / "share" / "vqcodec" / "pretrained"  # `pip install .` puts them here
-NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prior.pt",
+NAMES = {"default": "vqcodec-real-ladder.pt", "default-prior": "vqcodec-real-ladder-prior.pt",
+         # 62.5 frames/s x 4 residual codebooks: a bitrate ladder, 0.56 / 1.1 / 1.7 / 2.25 kbps (issue 22)
+         "vqcodec-real-ladder": "vqcodec-real-ladder.pt", "vqcodec-real-ladder-prior": "vqcodec-real-ladder-prior.pt",
+         # the default before it: 250 tokens/s, 2.25 kbps, fast and WaveNet decoders
          "vqcodec-real-v2": "vqcodec-real-v2.pt", "vqcodec-real-v2-prior": "vqcodec-real-v2-prior.pt",
          # 62.5 tokens/s + pitch stream, 0.88 kbps (recipes/real/lowrate.toml)
          "vqcodec-real-lowrate": "vqcodec-real-lowrate.pt", "vqcodec-real-lowrate-prior": "vqcodec-real-lowrate-prior.pt",
@@ -20,10 +23,11 @@ NAMES = {"default": "vqcodec-real-v2.pt", "default-prior": "vqcodec-real-v2-prio
 
 
 # the prior that entropy-codes each shipped model's tokens (what `encode --entropy` uses by default)
-PRIORS = {"default": "default-prior", "vqcodec-real-v2": "vqcodec-real-v2-prior",
+PRIORS = {"default": "default-prior", "vqcodec-real-ladder": "vqcodec-real-ladder-prior",
+          "vqcodec-real-v2": "vqcodec-real-v2-prior",
           "vqcodec-real-lowrate": "vqcodec-real-lowrate-prior", "vqcodec-synth-v1": "vqcodec-synth-v1-prior"}
 # the priors decode / info try, in order, for an entropy-coded file (each is loaded only if needed)
-SHIPPED_PRIORS = ("default-prior", "vqcodec-real-lowrate-prior")
+SHIPPED_PRIORS = ("default-prior", "vqcodec-real-v2-prior", "vqcodec-real-lowrate-prior")
 
 
 def shipped_models() -> list[str]:

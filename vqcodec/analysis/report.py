@@ -3,7 +3,9 @@ baseline, a k-means on the model's continuous encoder outputs z_e (same K, same 
 paper's numbers; writes report.json, heatmap.png and confusion.png.
 
 The codec is anything with `encode(wav, sample_rate) -> int tokens`, `hop`, `sample_rate` and
-`codebook_size` (a `vqcodec.api.Codec`, or a fake in tests).
+`codebook_size` (a `vqcodec.api.Codec`, or a fake in tests). A bitrate-ladder model's tokens
+(frames, N) are analysed by their first codebook: the coarse code of each frame, which alone
+decodes (the others refine what it left).
 """
 from __future__ import annotations
 
@@ -104,7 +106,8 @@ def run_phoneme_analysis(codec: Any, data_dir: str | os.PathLike, out_dir: str |
     wavs, items, ze = [], [], []
     for u in tqdm(utts, desc="encoding", unit="file", disable=not progress):
         wav = load(u.audio, sr)
-        codes = np.asarray(codec.encode(wav, sr), dtype=np.int64).reshape(-1)
+        codes = np.asarray(codec.encode(wav, sr), dtype=np.int64)
+        codes = codes[:, 0] if codes.ndim == 2 else codes.reshape(-1)  # a ladder model: its first codebook
         intervals = read_alignment(u.alignment)
         wavs.append(wav)
         items.append(TokenizedUtterance(codes, intervals, u.speaker, u.transcript))

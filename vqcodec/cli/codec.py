@@ -175,7 +175,7 @@ def _summary(done: str, ok: int, total: int, seconds: float, audio_s: float | No
               help="Encode long files in chunks of this length (bounded memory, identical tokens).")
 @SKIP_OPTION
 @click.option("--kbps", type=click.FloatRange(min=0, min_open=True), default=None, metavar="X",
-              help="Models with a bitrate ladder (residual codebooks; no shipped model has one yet): keep the "
+              help="Models with a bitrate ladder (residual codebooks; the default model has 4): keep the "
                    "first k codebooks, the largest k whose rate (k x bits x frames/s, plus the pitch stream) "
                    "is at most X kbps (a step up to 2.5% above X counts: 0.56 / 1.1 / 1.7 name 0.5625 / "
                    "1.125 / 1.6875). The file records k; decode takes any. [default: all codebooks]")
@@ -204,7 +204,7 @@ def encode(inputs, output, model_name, force, chunk_seconds, skip_existing, kbps
       vqcodec encode talk.wav --entropy        # entropy-coded with the shipped prior
       vqcodec encode talk.wav --entropy --prior runs/x/prior/checkpoint.pt
       vqcodec encode talk.wav -m vqcodec-real-lowrate --entropy   # with vqcodec-real-lowrate-prior
-      vqcodec encode talk.wav -m runs/real/ladder/checkpoint.pt --kbps 1.1   # a ladder model: 2 of 4 codebooks
+      vqcodec encode talk.wav --kbps 1.1       # the default is a ladder model: 2 of its 4 codebooks
     """
     found, failures = _expand(inputs, audio.AUDIO_EXTENSIONS)
     jobs, clashes = _outputs(found, output, codes.SUFFIX)

@@ -93,8 +93,8 @@ def eval_cmd(data_dir, model, no_model, baseline_spec, limit, out_dir, seed, tem
       vqcodec eval -m runs/vqvae/last.pt data/test --limit 20 -o reports/run1
       vqcodec eval data/synth/eval_us3 --speaker us2 -t 0.8 -o reports/us3   # unseen voice
       vqcodec eval data/test --listen 3 -o reports/small && xdg-open reports/small/index.html
-      vqcodec eval data/real_eval/eval_en -m runs/real/ladder/checkpoint.pt --ladder \\
-          --baselines codec2-1200,codec2-3200,opus-6k -o reports/ladder   # a row per ladder step
+      vqcodec eval data/real_eval/eval_en --ladder --baselines codec2-1200,codec2-3200,opus-6k \\
+          -o reports/ladder   # a row per step of the default model's ladder
     """
     from ..evaluation import baselines, html, report
 
