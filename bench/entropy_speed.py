@@ -16,7 +16,8 @@ empty prior state, so shorter chunks give more parallel streams but cost bits at
 
 Size: every wav of each --corpus (default: data/synth/eval_us3 if present, else
 pretrained/examples) encoded with the shipped model, entropy-coded with the shipped prior, and
-checked to decode to the same tokens: stored bits/token, and what `vqcodec info` reports, bits stored
+checked to decode to the same tokens: stored bits/token (per value: a ladder model's frames hold one
+value per codebook, the first entropy-coded, the others packed), and what `vqcodec info` reports, bits stored
 per second of audio: tokens kbps (the content stream), whole-file kbps (headers, voice, pitch
 stream if any, CRCs), the same for bit-packed files, and the savings against them.
 """
@@ -109,7 +110,7 @@ def main() -> None:
             content += codes.describe(back)["content_bytes"]
             file_bytes += len(data)
             plain_bytes += len(codes.to_bytes(tf))
-            tokens += tf.num_tokens
+            tokens += tf.num_tokens * tf.codebooks  # values: a ladder file's frames hold several codebooks
             seconds += tf.duration_s
         print(f"| {name} | {len(files)} | {seconds:.1f} | {content * 8 / tokens:.3f} | "
               f"{content * 8 / seconds / 1000:.3f} | {file_bytes * 8 / seconds / 1000:.3f} | "
