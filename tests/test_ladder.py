@@ -346,10 +346,15 @@ def test_the_ladder_recipe_builds_a_four_step_ladder_of_2_25_kbps():
 
     path = Path(__file__).parent.parent / "recipes" / "real" / "ladder.toml"
     cfg = load_config(path)
-    assert "UNTRAINED" in path.read_text().splitlines()[0]
+    assert "vqcodec-real-ladder" in path.read_text().splitlines()[0]  # the recipe of the shipped default
     assert cfg.model.quantizer.codebooks == 4 and cfg.model.quantizer.dropout > 0
     model = VQVAE(cfg.model, 2).eval()
     assert Tokenizer(model, cfg).ladder() == [562.5, 1125.0, 1687.5, 2250.0]
+    from vqcodec import checkpoint
+    from vqcodec.pretrained import resolve
+
+    shipped = checkpoint.load(resolve("vqcodec-real-ladder"))["config"]["model"]
+    assert shipped == cfg.to_dict()["model"]  # the shipped model was trained from this recipe
 
 
 def test_the_prior_learns_the_first_codebook_of_a_ladder_corpus(codec, tmp_path):
