@@ -13,22 +13,16 @@ per step), pseudo (dvector + pseudo-speakers: their crops frequency-warped per s
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import load_avg  # noqa: E402
-from train_throughput import measure  # noqa: E402
+from train_throughput import cost_per_step_main  # noqa: E402
 
-from vqcodec.config import load_config  # noqa: E402
 
 
 def variants(cfg):
@@ -51,37 +45,7 @@ def variants(cfg):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "recipes/real/conversion/config.toml"))
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
-    rows = {name: [] for name in variants(cfg)}
-    with tempfile.TemporaryDirectory() as cache:  # the d-vector tables' cache, removed after
-        cfg.data.cache_dir = cfg.train.out_dir = cache
-        time_rounds(cfg, rows, args)
-    report_rows(cfg, rows, "none")
-
-
-def time_rounds(cfg, rows: dict, args) -> None:
-    print(f"config {args.config}: batch {cfg.train.batch_size} x {cfg.data.window_seconds} s crops, "
-          f"{args.threads} thread(s), {args.rounds} rounds x {args.steps} steps; load before: {load_avg()}")
-    for _ in range(args.rounds):
-        for name, c in variants(cfg).items():
-            rows[name].append(measure(c, torch.device("cpu"), args.steps, 1)["s_per_step"])
-
-
-def report_rows(cfg, rows: dict, baseline: str) -> None:
-    """Best seconds per step of each variant, its ratio to `baseline`'s, and audio seconds per second."""
-    base = min(rows[baseline])
-    print(f"{'variant':<12} {'s/step':>7} {'x ' + baseline:>7} {'audio s/s':>9}")
-    for name, times in rows.items():
-        t = min(times)
-        print(f"{name:<12} {t:>7.3f} {t / base:>7.2f} {cfg.train.batch_size * cfg.data.window_seconds / t:>9.1f}")
-    print(f"load after: {load_avg()}")
+    cost_per_step_main(__doc__, ROOT / "recipes/real/conversion/config.toml", variants, "none")
 
 
 if __name__ == "__main__":

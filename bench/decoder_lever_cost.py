@@ -12,23 +12,16 @@ Steps are timed alternately in rounds, so load changes hit every row alike.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import load_avg  # noqa: E402
-from conversion_train_cost import report_rows  # noqa: E402
-from train_throughput import measure  # noqa: E402
+from train_throughput import cost_per_step_main  # noqa: E402
 
-from vqcodec.config import load_config  # noqa: E402
 
 
 def variants(cfg):
@@ -53,23 +46,7 @@ def variants(cfg):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "recipes/real/lowrate.toml"))
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
-    print(f"config {args.config} (stage fast): batch {cfg.train.batch_size} x {cfg.data.window_seconds} s crops, "
-          f"{args.threads} thread(s), {args.rounds} rounds x {args.steps} steps; load before: {load_avg()}")
-    rows = {name: [] for name in variants(cfg)}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg.data.cache_dir = cfg.train.out_dir = tmp
-        for _ in range(args.rounds):
-            for name, c in variants(cfg).items():
-                rows[name].append(measure(c, torch.device("cpu"), args.steps, 1)["s_per_step"])
-    report_rows(cfg, rows, "base")
+    cost_per_step_main(__doc__, ROOT / "recipes/real/lowrate.toml", variants, "base")
 
 
 if __name__ == "__main__":

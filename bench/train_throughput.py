@@ -87,6 +87,38 @@ def measure(cfg, device: torch.device, steps: int, warmup: int) -> dict:
             "receptive_field": model.decoder.receptive_field if model.decoder is not None else 0}
 
 
+def cost_per_step_main(doc: str, default_config: Path, variants, baseline: str) -> None:
+    """The command line of a lever-cost bench (conversion_train_cost.py, decoder_lever_cost.py):
+    every config of `variants(cfg)` timed alternately in --rounds rounds of --steps training steps
+    (so load changes hit every row alike); best seconds per step, and the ratio to `baseline`'s."""
+    import tempfile
+
+    from _common import load_avg
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(default_config))
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    print(f"config {args.config}: batch {cfg.train.batch_size} x {cfg.data.window_seconds} s crops, "
+          f"{args.threads} thread(s), {args.rounds} rounds x {args.steps} steps; load before: {load_avg()}")
+    rows = {name: [] for name in variants(cfg)}
+    with tempfile.TemporaryDirectory() as tmp:  # caches (e.g. d-vector tables), removed after
+        cfg.data.cache_dir = cfg.train.out_dir = tmp
+        for _ in range(args.rounds):
+            for name, c in variants(cfg).items():
+                rows[name].append(measure(c, torch.device("cpu"), args.steps, 1)["s_per_step"])
+    best = min(rows[baseline])
+    print(f"{'variant':<12} {'s/step':>7} {'x ' + baseline:>7} {'audio s/s':>9}")
+    for name, times in rows.items():
+        t = min(times)
+        print(f"{name:<12} {t:>7.3f} {t / best:>7.2f} {cfg.train.batch_size * cfg.data.window_seconds / t:>9.1f}")
+    print(f"load after: {load_avg()}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "recipes/synth/config.toml"))
