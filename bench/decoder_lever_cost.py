@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +49,4 @@ def main():
 
 
 if __name__ == "__main__":
-    t0 = time.time()
     main()
-    print(f"({time.time() - t0:.0f} s)")

@@ -95,6 +95,7 @@ def cost_per_step_main(doc: str, default_config: Path, variants, baseline: str) 
 
     from _common import load_avg
 
+    started = time.time()
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(default_config))
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
@@ -116,7 +117,7 @@ def cost_per_step_main(doc: str, default_config: Path, variants, baseline: str) 
     for name, times in rows.items():
         t = min(times)
         print(f"{name:<12} {t:>7.3f} {t / best:>7.2f} {cfg.train.batch_size * cfg.data.window_seconds / t:>9.1f}")
-    print(f"load after: {load_avg()}")
+    print(f"load after: {load_avg()} ({time.time() - started:.0f} s)")
 
 
 def main():
