@@ -141,12 +141,17 @@ def test_excitation_needs_the_pitch_stream_and_a_known_name():
         VQVAE(cfg.model, 2)
 
 
-@pytest.fixture(scope="module")
-def harmonic_codec():
-    cfg, model = make_model(3, harmonic_config())
+def pitch_codec(seed: int, cfg):
+    """A tiny Codec of a pitch-stream config with two named voices."""
+    cfg, model = make_model(seed, cfg)
     meta = {"speakers": SPEAKERS, "voices": {"us1": [10, 200, 30, 128], "us2": [250, 5, 128, 60]},
             "f0_medians": {"us1": 110.0, "us2": 240.0}}
     return from_checkpoint({"kind": "vqvae", "config": cfg.to_dict(), "meta": meta, "model": model.state_dict()})
+
+
+@pytest.fixture(scope="module")
+def harmonic_codec():
+    return pitch_codec(3, harmonic_config())
 
 
 def test_the_excitation_reaches_the_output(harmonic_codec):
@@ -448,10 +453,7 @@ def source_config(out_dir: str = "", **train):
 
 @pytest.fixture(scope="module")
 def source_codec():
-    cfg, model = make_model(4, source_config())
-    meta = {"speakers": SPEAKERS, "voices": {"us1": [10, 200, 30, 128], "us2": [250, 5, 128, 60]},
-            "f0_medians": {"us1": 110.0, "us2": 240.0}}
-    return from_checkpoint({"kind": "vqvae", "config": cfg.to_dict(), "meta": meta, "model": model.state_dict()})
+    return pitch_codec(4, source_config())
 
 
 def test_the_continuous_source_is_one_phase_continuous_waveform():
