@@ -4,6 +4,7 @@ refusals (prior not available, another tokenizer, a prior giving other tables), 
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -442,17 +443,11 @@ def test_a_residual_stream_is_refused_where_it_does_not_belong():
     by = {s.kind: s for s in streams}
     res = by[codes.RESIDUAL]
     for change in ({"count": res.count - 1}, {"params": bytes([0])}, {"params": bytes([2])}, {"k": 8}):
-        bad = [dataclasses_replace(s, **change) if s.kind == codes.RESIDUAL else s for s in streams]
+        bad = [replace(s, **change) if s.kind == codes.RESIDUAL else s for s in streams]
         with pytest.raises(FormatError, match="residual stream|inconsistent|truncated|unexpected"):
             codes.from_bytes(codes._assemble(head, bad), coder_for=coder(chunk=4, batch=64))
-    plain = [dataclasses_replace(s, coding=codes.PLAIN, prior=codes._NO_PRIOR, chunk=0, batch=0, pad=0,
+    plain = [replace(s, coding=codes.PLAIN, prior=codes._NO_PRIOR, chunk=0, batch=0, pad=0,
                                  data=codes.pack_bits(np.arange(64) % 16, 4))
              if s.kind == codes.CONTENT else s for s in streams]
     with pytest.raises(FormatError, match="residual stream"):
         codes.from_bytes(codes._assemble(head, plain))
-
-
-def dataclasses_replace(obj, **kw):
-    import dataclasses
-
-    return dataclasses.replace(obj, **kw)

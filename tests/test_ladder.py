@@ -371,6 +371,8 @@ def test_cli_entropy_codes_every_ladder_step_losslessly(ladder_path, codec, tmp_
     the plain file's audio, info counts every codebook."""
     from test_entropy import save_prior, tiny_prior
 
+    from vqcodec.api import coder_for_priors
+
     prior = save_prior(tmp_path / "prior.pt", tiny_prior(k=codec.codebook_size), codec.model_id, SPEAKERS)
     src = tmp_path / "talk.wav"
     sf.write(src, varied(1.0, 9), 16000)
@@ -381,7 +383,6 @@ def test_cli_entropy_codes_every_ladder_step_losslessly(ladder_path, codec, tmp_
         r = run(cli, ["encode", str(src), "-m", ladder_path, "--kbps", kbps, "--entropy", "--prior", str(prior),
                       "-o", str(coded)])
         assert r.exit_code == 0, r.output
-        from vqcodec.api import coder_for_priors
         back = codes.read(coded, coder_for=coder_for_priors(str(prior)))
         assert back == codes.read(plain) and back.codebooks == int(kbps)
         info = run(cli, ["info", str(coded), "--prior", str(prior)]).output

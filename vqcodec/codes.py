@@ -415,19 +415,17 @@ def to_bytes(tf: TokenFile, coder: StreamCoder | None = None) -> bytes:
     if len(speaker) > _MAX_SPEAKER_BYTES:
         raise FormatError(f"speaker id longer than {_MAX_SPEAKER_BYTES} bytes: {tf.speaker[:40]!r}...")
     tf._check_pitch()  # the fields may have been changed since construction
-    values = tokens.reshape(-1)
-    content = _Stream(CONTENT, PLAIN, tf.codebook_size, values.size, bytes([tf.codebooks]), b"")
     residual = None
+    if coder is not None and tf.codebooks > 1:  # codebook 1 entropy-coded, the others packed in the residual stream
+        rest = tokens[:, 1:]
+        residual = _Stream(RESIDUAL, PLAIN, tf.codebook_size, rest.size, bytes([rest.shape[1]]),
+                           pack_bits(rest.reshape(-1), bits))
+        tf = replace(tf, tokens=np.ascontiguousarray(tokens[:, 0]))
+    values = tf.tokens.reshape(-1)
+    content = _Stream(CONTENT, PLAIN, tf.codebook_size, values.size, bytes([tf.codebooks]), b"")
     if coder is None:
         content.data = pack_bits(values, bits)
     else:
-        if tf.codebooks > 1:  # the first codebook entropy-coded, the others packed in the residual stream
-            rest = tokens[:, 1:]
-            residual = _Stream(RESIDUAL, PLAIN, tf.codebook_size, rest.size, bytes([rest.shape[1]]),
-                               pack_bits(rest.reshape(-1), bits))
-            tf = replace(tf, tokens=np.ascontiguousarray(tokens[:, 0]))
-            values = tf.tokens
-            content.count, content.params = values.size, bytes([1])
         problem = entropy_layout_problem(values.size, coder.chunk, coder.batch)
         if problem:
             raise FormatError(f"cannot entropy-code {values.size} tokens: {problem}")
